@@ -1,0 +1,110 @@
+"""Conditional and range requests, as S3 GetObject and CloudFront evaluate them.
+
+Pure functions shared by GetObject/HeadObject and ``/cdn``.  Precedence
+follows the GetObject API reference: when If-Match is true, a false
+If-Unmodified-Since is ignored (200); when If-None-Match is false, a true
+If-Modified-Since is ignored (304).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from collections.abc import Mapping
+
+from plantcdn.errors import S3Error
+
+__all__ = ["NOT_MODIFIED", "etag_matches", "evaluate_preconditions", "parse_range"]
+
+NOT_MODIFIED = 304
+
+_RANGE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
+
+
+def _http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed is None or parsed.tzinfo is None:
+        return None
+    return parsed.timestamp()
+
+
+def _strip(tag: str) -> str:
+    tag = tag.strip()
+    if tag.startswith("W/"):
+        tag = tag[2:]
+    return tag.strip('"')
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    """Whether an If-Match / If-None-Match list names *etag* (or is ``*``)."""
+    wanted = _strip(etag)
+    return any(t.strip() == "*" or _strip(t) == wanted for t in header.split(","))
+
+
+def evaluate_preconditions(
+    headers: Mapping[str, str], etag: str, last_modified: float, *, now: float
+) -> int | None:
+    """``None`` to go on, ``NOT_MODIFIED`` for a 304; a failed precondition raises 412.
+
+    *headers* are lower-case names.  HTTP dates have one-second resolution,
+    so *last_modified* is compared in whole seconds.
+    """
+    modified = int(last_modified)
+    if_match = headers.get("if-match")
+    if if_match is not None:
+        if not etag_matches(if_match, etag):
+            raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"})
+    else:
+        since = _http_date(headers.get("if-unmodified-since"))
+        if since is not None and modified > since:
+            raise S3Error("PreconditionFailed", extra={"Condition": "If-Unmodified-Since"})
+    if_none_match = headers.get("if-none-match")
+    if if_none_match is not None:
+        if etag_matches(if_none_match, etag):
+            return NOT_MODIFIED
+    else:
+        since = _http_date(headers.get("if-modified-since"))
+        if since is not None and since <= now and modified <= since:
+            return NOT_MODIFIED
+    return None
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The inclusive byte range a ``Range`` header asks for, or None for the whole object.
+
+    Syntax S3 does not understand (several ranges, other units) is ignored,
+    as S3 does; a well-formed but unsatisfiable range raises 416 InvalidRange.
+    """
+    if header is None:
+        return None
+    match = _RANGE.fullmatch(header)
+    if match is None:
+        return None
+    first, last = match.groups()
+    if first == "" and last == "":
+        return None
+    if first == "":
+        length = int(last)
+        if length == 0 or size == 0:
+            raise _invalid_range(header, size)
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = int(last) if last != "" else size - 1
+    if last != "" and end < start:
+        return None
+    if start >= size:
+        raise _invalid_range(header, size)
+    return start, min(end, size - 1)
+
+
+def _invalid_range(header: str, size: int) -> S3Error:
+    return S3Error(
+        "InvalidRange",
+        extra={"RangeRequested": header.strip(), "ActualObjectSize": str(size)},
+        headers={"Content-Range": f"bytes */{size}"},
+    )

@@ -1,0 +1,170 @@
+"""The Klein application: thin routes that parse, verify, hand over and render.
+
+Every S3 request goes through :meth:`S3App.s3`: request ids, routing to an
+operation, authentication, the bucket-owner check, then the operation's
+handler.  Any :class:`S3Error` reaches one place that writes AWS's XML.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import Cooperator
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+
+from plantcdn import objects
+from plantcdn.call import Handler, S3Call, Services, new_request_ids, parse_query
+from plantcdn.config import Config
+from plantcdn.errors import S3Error, render_error_xml
+from plantcdn.routing import Target, operation_for, resolve_target
+from plantcdn.sigv4 import RequestParts
+from plantcdn.storage import Storage
+from plantcdn.verification import Verifier
+
+__all__ = ["S3App"]
+
+log = Logger()
+
+ALL_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH"]
+
+#: Operations that authenticate themselves (form signatures, CORS preflight).
+SELF_AUTHENTICATING = frozenset({"PostObject", "Preflight"})
+
+
+def request_headers(request: IRequest) -> dict[str, str]:
+    """Lower-case header names; repeated headers joined with "," (as SigV4 does)."""
+    headers: dict[str, str] = {}
+    for name, values in request.requestHeaders.getAllRawHeaders():
+        headers[name.decode("latin-1").lower()] = ",".join(v.decode("latin-1") for v in values)
+    return headers
+
+
+class S3App:
+    """The S3 API (and, mounted on it, the CDN and the service's own endpoints)."""
+
+    app = Klein()
+    app.url_map.merge_slashes = False
+
+    def __init__(
+        self,
+        config: Config,
+        storage: Storage,
+        *,
+        clock: IReactorTime,
+        cooperator: Cooperator | None = None,
+    ) -> None:
+        self.services = Services(
+            config=config,
+            storage=storage,
+            verifier=Verifier(config),
+            clock=clock,
+            cooperator=cooperator or Cooperator(),
+        )
+        self.handlers: dict[str, Handler] = {}
+        self.handlers.update(objects.HANDLERS)
+
+    def resource(self) -> IResource:
+        return self.app.resource()
+
+    @app.route("/", branch=True, methods=ALL_METHODS, strict_slashes=False)
+    async def s3(self, request: IRequest) -> Any:
+        request_id, host_id = new_request_ids()
+        request.setHeader(b"x-amz-request-id", request_id.encode("ascii"))
+        request.setHeader(b"x-amz-id-2", host_id.encode("ascii"))
+        request.setHeader(b"Server", b"AmazonS3")
+        target = Target(None, None, False)
+        try:
+            call = self._parse(request, request_id)
+            target = call.target
+            return await self._dispatch(call)
+        except S3Error as error:
+            return self._error(request, error, request_id, host_id, target)
+        except Exception:
+            log.failure("unexpected error in {method} {path}", method=request.method, path=request.path)
+            if request.startedWriting:
+                _abort(request)
+                return None
+            return self._error(request, S3Error("InternalError"), request_id, host_id, target)
+
+    def _parse(self, request: IRequest, request_id: str) -> S3Call:
+        uri = request.uri.decode("latin-1")
+        raw_path, _, raw_query = uri.partition("?")
+        if not raw_path.startswith("/"):
+            raise S3Error("InvalidURI")
+        pairs, query = parse_query(raw_query)
+        headers = request_headers(request)
+        method = request.method.decode("latin-1").upper()
+        target = resolve_target(headers.get("host"), raw_path, self.services.config.base_host)
+        operation = operation_for(method, target, query, headers)
+        parts = RequestParts(method=method, raw_path=raw_path, query=pairs, headers=headers)
+        return S3Call(
+            request=request,
+            target=target,
+            operation=operation,
+            headers=headers,
+            query=query,
+            parts=parts,
+            request_id=request_id,
+            now=self.services.clock.seconds(),
+        )
+
+    async def _dispatch(self, call: S3Call) -> Any:
+        handler = self.handlers.get(call.operation)
+        if call.operation not in SELF_AUTHENTICATING:
+            call.auth = self.services.verifier.authenticate(call.parts, now=call.now)
+            self.services.verifier.check_bucket_owner(call.headers)
+        if handler is None:
+            raise S3Error(
+                "NotImplemented",
+                f"{call.operation} is not implemented by plantcdn",
+            )
+        return await handler(self.services, call)
+
+    def _error(
+        self,
+        request: IRequest,
+        error: S3Error,
+        request_id: str,
+        host_id: str,
+        target: Target,
+    ) -> bytes | None:
+        if request.startedWriting:
+            _abort(request)
+            return None
+        log.info(
+            "{method} {path} refused: {status} {code}",
+            method=request.method.decode("latin-1"),
+            path=request.path.decode("latin-1"),
+            status=error.status,
+            code=error.code,
+        )
+        request.setResponseCode(error.status)
+        for name, value in error.headers.items():
+            request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
+        _drop_success_headers(request)
+        body = render_error_xml(
+            error, request_id=request_id, host_id=host_id, resource=target.resource
+        )
+        request.setHeader(b"Content-Type", b"application/xml")
+        if request.method == b"HEAD":
+            request.setHeader(b"Content-Length", b"0")
+            return b""
+        request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
+        return body
+
+
+def _drop_success_headers(request: IRequest) -> None:
+    """Headers a handler set for success must not describe an error body."""
+    for name in (b"ETag", b"Last-Modified", b"Accept-Ranges", b"Content-Encoding"):
+        request.responseHeaders.removeHeader(name)
+
+
+def _abort(request: IRequest) -> None:
+    """A response already under way cannot carry an error: cut the connection."""
+    transport: Any = getattr(request.channel, "transport", None)
+    if transport is not None:
+        transport.abortConnection()

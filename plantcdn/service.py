@@ -1,0 +1,87 @@
+"""The running daemon: storage folders, one listening service per ``--listen``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IListeningPort, IReactorTime, IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from plantcdn.config import Config
+from plantcdn.s3app import S3App
+from plantcdn.storage import Storage
+
+__all__ = ["ListeningService", "PlantCDNService", "make_site"]
+
+log = Logger()
+
+
+def make_site(config: Config, storage: Storage, clock: IReactorTime) -> Site:
+    """The web site: Klein app, no form parsing (bodies are streamed, never parsed whole)."""
+    app = S3App(config, storage, clock=clock)
+    site = Site(app.resource(), parsePOSTFormSubmission=False)
+    site.displayTracebacks = False
+    site.noisy = False
+    return site
+
+
+class ListeningService(Service):
+    """Listens on one endpoint and says where, so scripts and tests can find the port."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint, description: str, site: Site) -> None:
+        self.endpoint = endpoint
+        self.description = description
+        self.site = site
+        self.port: IListeningPort | None = None
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        d: Deferred[IListeningPort] = self.endpoint.listen(self.site)
+        d.addCallbacks(self._listening, self._failed)
+
+    def _listening(self, port: IListeningPort) -> None:
+        self.port = port
+        address: Any = port.getHost()
+        where = (
+            f"http://{address.host}:{address.port}"
+            if hasattr(address, "port")
+            else str(address)
+        )
+        log.info("plantcdn listening on {where} ({description})", where=where,
+                 description=self.description)
+
+    def _failed(self, failure: Any) -> None:
+        log.critical("cannot listen on {description}: {error}", description=self.description,
+                     error=failure.getErrorMessage())
+        from twisted.internet import reactor
+
+        reactor.stop()  # type: ignore[attr-defined]
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()  # type: ignore[return-value]
+        return None
+
+
+class PlantCDNService(MultiService):
+    """Prepares the storage folders, then starts the listeners."""
+
+    def __init__(self, config: Config, storage: Storage) -> None:
+        super().__init__()
+        self.config = config
+        self.storage = storage
+
+    def privilegedStartService(self) -> None:
+        removed = self.storage.prepare()
+        if removed:
+            log.info("removed {count} unfinished upload(s) left by a previous run",
+                     count=len(removed))
+        for bucket in self.storage.buckets.values():
+            log.info("bucket {bucket} is stored in {folder}", bucket=bucket.name,
+                     folder=str(bucket.root))
+        super().privilegedStartService()

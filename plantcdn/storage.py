@@ -1,0 +1,344 @@
+"""Buckets as folders: safe path resolution, object metadata, atomic commits.
+
+Layout of one bucket folder (e.g. ``s3_inbox/``)::
+
+    company_1/plant_2/photo.jpg        the object, a plain file
+    .plantcdn/tmp/<random>.part        uploads in progress (same filesystem: rename is atomic)
+    .plantcdn/meta/ab/<sha256(key)>.<inode>.json   the object's metadata
+
+Metadata is named after the inode of the file it describes and is written
+*before* that file is renamed into place, so a reader who stats the object
+and then opens the metadata of that inode always sees the pair that belongs
+together: metadata becomes visible atomically with the object.  Nothing
+below ``.plantcdn`` can be reached as a key (keys must start with
+``company_``), so neither ``/cdn`` nor GetObject can serve it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import hashlib
+import json
+import os
+import stat
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from attrs import asdict, evolve, field, frozen
+
+from plantcdn.config import Config
+from plantcdn.errors import S3Error
+from plantcdn.keys import INTERNAL_PREFIX, check_key_syntax
+
+__all__ = ["Bucket", "ObjectMeta", "StoredObject", "Storage"]
+
+TEMP_SUFFIX = ".part"
+
+
+@frozen
+class ObjectMeta:
+    """What S3 returns about an object besides its bytes."""
+
+    etag: str  # quoted, as S3 sends it
+    size: int
+    last_modified: float
+    content_type: str = "binary/octet-stream"
+    content_encoding: str | None = None
+    content_disposition: str | None = None
+    content_language: str | None = None
+    cache_control: str | None = None
+    expires: str | None = None
+    user_metadata: Mapping[str, str] = field(factory=dict)
+    checksums: Mapping[str, str] = field(factory=dict)  # "CRC32" -> base64
+    checksum_type: str | None = None
+    acl: str | None = None
+    tagging: str | None = None
+    storage_class: str | None = None
+    parts_count: int | None = None
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ObjectMeta:
+        raw: dict[str, Any] = json.loads(data)
+        fields = {f.name for f in cls.__attrs_attrs__}
+        return cls(**{k: v for k, v in raw.items() if k in fields})
+
+    @property
+    def http_last_modified(self) -> str:
+        return email.utils.formatdate(self.last_modified, usegmt=True)
+
+
+@frozen
+class StoredObject:
+    """An object found on disk: where it is and what is known of it."""
+
+    path: Path
+    meta: ObjectMeta
+    inode: int
+
+
+@frozen
+class Bucket:
+    name: str
+    root: Path  # resolved absolute folder
+
+    @property
+    def internal(self) -> Path:
+        return self.root / INTERNAL_PREFIX
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.internal / "tmp"
+
+    @property
+    def meta_dir(self) -> Path:
+        return self.internal / "meta"
+
+
+class Storage:
+    """The buckets on disk.  All path handling for objects goes through here."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.fsync = config.fsync
+        self.buckets: dict[str, Bucket] = {
+            b.name: Bucket(b.name, (config.data_dir / b.folder).resolve()) for b in config.buckets
+        }
+
+    # -- setup --------------------------------------------------------------
+
+    def prepare(self) -> list[Path]:
+        """Create the folders and remove uploads a previous run left unfinished."""
+        removed: list[Path] = []
+        for bucket in self.buckets.values():
+            for folder in (bucket.root, bucket.tmp_dir, bucket.meta_dir):
+                folder.mkdir(parents=True, exist_ok=True)
+            for leftover in bucket.tmp_dir.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    if leftover.is_file() or leftover.is_symlink():
+                        leftover.unlink()
+                        removed.append(leftover)
+        return removed
+
+    # -- lookup -------------------------------------------------------------
+
+    def bucket(self, name: str) -> Bucket:
+        try:
+            return self.buckets[name]
+        except KeyError:
+            raise S3Error("NoSuchBucket", extra={"BucketName": name}) from None
+
+    def object_path(self, bucket: Bucket, key: str) -> Path:
+        """The file that holds *key*, refusing anything that could escape the bucket."""
+        check_key_syntax(key)
+        if key.split("/", 1)[0].startswith(INTERNAL_PREFIX):
+            raise S3Error("InvalidArgument", "Object key uses a reserved prefix")
+        return bucket.root.joinpath(*key.split("/"))
+
+    def find(self, bucket: Bucket, key: str) -> StoredObject | None:
+        """The object stored at *key*, or None (also for anything that is not a plain file
+        inside the bucket, such as a directory or a symlink leading elsewhere)."""
+        try:
+            path = self.object_path(bucket, key)
+        except S3Error:
+            return None
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError, OSError):
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            # A person may link files in by hand; follow only links that stay inside.
+            try:
+                real = path.resolve(strict=True)
+            except OSError:
+                return None
+            if not real.is_relative_to(bucket.root) or INTERNAL_PREFIX in real.relative_to(
+                bucket.root
+            ).parts[:1]:
+                return None
+            st = os.stat(real)
+        elif not self._parents_inside(bucket, path):
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        meta = self._read_meta(bucket, key, st)
+        return StoredObject(path=path, meta=meta, inode=st.st_ino)
+
+    def open(self, bucket: Bucket, key: str) -> tuple[IO[bytes], StoredObject] | None:
+        """Open *key* for reading and describe the very file that was opened.
+
+        The metadata is looked up by the open file's inode, so a concurrent
+        overwrite (an atomic rename) can never pair old bytes with new metadata.
+        """
+        found = self.find(bucket, key)
+        if found is None:
+            return None
+        try:
+            file = open(found.path, "rb")  # noqa: SIM115 - handed to a producer that closes it
+        except OSError:
+            return None
+        try:
+            st = os.fstat(file.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                file.close()
+                return None
+            if st.st_ino != found.inode:
+                found = StoredObject(found.path, self._read_meta(bucket, key, st), st.st_ino)
+        except BaseException:
+            file.close()
+            raise
+        return file, found
+
+    def _parents_inside(self, bucket: Bucket, path: Path) -> bool:
+        """True when no directory between the bucket and *path* is a symlink leading out."""
+        parent = path.parent
+        if parent == bucket.root:
+            return True
+        try:
+            real_parent = parent.resolve(strict=True)
+        except OSError:
+            return False
+        return real_parent.is_relative_to(bucket.root)
+
+    # -- metadata -------------------------------------------------------------
+
+    def _meta_path(self, bucket: Bucket, key: str, inode: int) -> Path:
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        return bucket.meta_dir / digest[:2] / f"{digest}.{inode}.json"
+
+    def _read_meta(self, bucket: Bucket, key: str, st: os.stat_result) -> ObjectMeta:
+        try:
+            raw = self._meta_path(bucket, key, st.st_ino).read_bytes()
+            meta = ObjectMeta.from_json(raw)
+            if meta.size == st.st_size:
+                return meta
+        except (OSError, ValueError, TypeError):
+            pass
+        # A file placed by hand: describe it from the filesystem.
+        return ObjectMeta(
+            etag=f'"{st.st_ino:x}{st.st_size:x}{int(st.st_mtime_ns):x}"',
+            size=st.st_size,
+            last_modified=float(int(st.st_mtime)),
+        )
+
+    # -- writing ------------------------------------------------------------
+
+    def new_temp(self, bucket: Bucket) -> tuple[int, Path]:
+        """A fresh temporary file inside the bucket's own ``.plantcdn/tmp``."""
+        bucket.tmp_dir.mkdir(parents=True, exist_ok=True)
+        path = bucket.tmp_dir / f"{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        return fd, path
+
+    def commit(self, bucket: Bucket, key: str, temp: Path, meta: ObjectMeta) -> ObjectMeta:
+        """Publish *temp* as *key* with *meta*: metadata first, then an atomic rename."""
+        target = self.object_path(bucket, key)
+        self._make_parents(bucket, target)
+        if target.is_dir() and not target.is_symlink():
+            raise S3Error(
+                "InvalidArgument",
+                "Object key names a prefix that already holds other objects",
+                extra={"ArgumentName": "key", "ArgumentValue": key},
+            )
+        st = os.stat(temp)
+        meta = evolve(meta, size=st.st_size)
+        meta_path = self._meta_path(bucket, key, st.st_ino)
+        meta_path.parent.mkdir(parents=True, exist_ok=True)
+        old_inode = self._inode_of(target)
+        self._write_atomic(meta_path, meta.to_json())
+        os.replace(temp, target)
+        if self.fsync:
+            _fsync_dir(target.parent)
+        if old_inode is not None and old_inode != st.st_ino:
+            with contextlib.suppress(OSError):
+                self._meta_path(bucket, key, old_inode).unlink()
+        return meta
+
+    def delete(self, bucket: Bucket, key: str) -> bool:
+        """Remove *key* (and its metadata and now-empty parent folders)."""
+        found = self.find(bucket, key)
+        if found is None:
+            return False
+        path = self.object_path(bucket, key)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        with contextlib.suppress(OSError):
+            self._meta_path(bucket, key, found.inode).unlink()
+        self._prune_empty(bucket, path.parent)
+        return True
+
+    def _prune_empty(self, bucket: Bucket, folder: Path) -> None:
+        while folder != bucket.root and folder.is_relative_to(bucket.root):
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
+
+    def _make_parents(self, bucket: Bucket, target: Path) -> None:
+        parent = target.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise S3Error(
+                "InvalidArgument",
+                "Object key lies below a key that already holds an object",
+                extra={"ArgumentName": "key"},
+            ) from None
+        if not parent.resolve().is_relative_to(bucket.root):
+            raise S3Error("AccessDenied", "Object key resolves outside the bucket")
+
+    def _inode_of(self, path: Path) -> int | None:
+        try:
+            return os.stat(path, follow_symlinks=False).st_ino
+        except OSError:
+            return None
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            os.write(fd, data)
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
+    # -- listing --------------------------------------------------------------
+
+    def iter_keys(self, bucket: Bucket, prefix: str = "") -> Iterator[str]:
+        """Every key in *bucket* (unsorted), skipping plantcdn's own files."""
+        for dirpath, dirnames, filenames in os.walk(bucket.root):
+            here = Path(dirpath)
+            if here == bucket.root:
+                dirnames[:] = [d for d in dirnames if not d.startswith(INTERNAL_PREFIX)]
+                filenames = [f for f in filenames if not f.startswith(".")]
+            rel = here.relative_to(bucket.root).as_posix()
+            base = "" if rel == "." else rel + "/"
+            if prefix and not (base.startswith(prefix) or prefix.startswith(base)):
+                dirnames[:] = []
+                continue
+            for name in filenames:
+                key = base + name
+                if key.startswith(prefix):
+                    yield key
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_quietly(paths: Iterable[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()

@@ -1,0 +1,121 @@
+"""``twistd plantcdn``: command-line options and the service they build.
+
+The environment (and ``.env``) is read once, here; everything below gets a
+frozen :class:`~plantcdn.config.Config`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.python import usage
+
+from plantcdn.config import Config, ConfigError, environ_with_dotenv
+from plantcdn.credentials import DEV_ACCESS_KEY_ID
+from plantcdn.service import ListeningService, PlantCDNService, make_site
+from plantcdn.storage import Storage
+
+__all__ = ["Options", "is_loopback_endpoint", "makeService"]
+
+log = Logger()
+
+_LOOPBACK_HOSTS = ("127.", "::1", "localhost", "0:0:0:0:0:0:0:1")
+
+
+def is_loopback_endpoint(description: str) -> bool:
+    """Whether an endpoint string can only be reached from this machine.
+
+    ``unix:`` sockets are local; ``tcp``/``tcp6``/``ssl`` are loopback only
+    with an explicit loopback ``interface``; anything else (``systemd:``,
+    a bare ``tcp:8001``) may face the network.
+    """
+    kind, _, rest = description.partition(":")
+    kind = kind.strip().lower()
+    if kind == "unix":
+        return True
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return False
+    for arg in rest.split(":"):
+        name, eq, value = arg.partition("=")
+        if eq and name.strip() == "interface":
+            value = value.strip().replace("\\", "")
+            return value.startswith(_LOOPBACK_HOSTS)
+    return False
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run plantcdn: a local stand-in for AWS S3 (PutObject, presigned POST) and "
+        "CloudFront (/cdn) storing objects as plain files."
+    )
+    optParameters = [
+        ["data-dir", "d", None, "Folder that holds s3_inbox/ and s3_longterm/ [default: .]"],
+    ]
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self["listen"] = []
+        self._environ = environ
+
+    def opt_listen(self, description: str) -> None:
+        """Endpoint to listen on (repeatable) [default: tcp:$PORT:interface=127.0.0.1]."""
+        self["listen"].append(description)
+
+    opt_l = opt_listen
+
+    def postOptions(self) -> None:
+        data_dir = Path(self["data-dir"] or os.getcwd())
+        if not data_dir.is_dir():
+            raise usage.UsageError(f"--data-dir {data_dir} is not a folder")
+        environ = self._environ if self._environ is not None else os.environ
+        merged = environ_with_dotenv(environ, Path.cwd() / ".env")
+        try:
+            config = Config.from_environ(merged, data_dir=data_dir)
+        except ConfigError as exc:
+            raise usage.UsageError(str(exc)) from None
+        if not self["listen"]:
+            self["listen"] = [f"tcp:{config.port}:interface=127.0.0.1"]
+        from twisted.internet import reactor
+
+        for description in self["listen"]:
+            try:
+                serverFromString(reactor, description)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise usage.UsageError(f"invalid --listen {description!r}: {exc}") from None
+        if config.using_dev_credentials:
+            exposed = [d for d in self["listen"] if not is_loopback_endpoint(d)]
+            if exposed:
+                raise usage.UsageError(
+                    "refusing to listen on a non-loopback interface "
+                    f"({', '.join(exposed)}) with the public development key pair "
+                    f"{DEV_ACCESS_KEY_ID}: set AWS_S3_ACCESS_KEY_ID and "
+                    "AWS_S3_SECRET_ACCESS_KEY"
+                )
+        self["config"] = config
+
+
+def makeService(options: Mapping[str, Any]) -> IService:
+    """Build the service tree from parsed options."""
+    from twisted.internet import reactor
+
+    config: Config = options["config"]
+    if config.using_dev_credentials:
+        log.warn(
+            "no credentials configured: using the development key pair "
+            "{access_key_id} (see README); never expose this server",
+            access_key_id=DEV_ACCESS_KEY_ID,
+        )
+    storage = Storage(config)
+    service = PlantCDNService(config, storage)
+    site = make_site(config, storage, reactor)  # type: ignore[arg-type]
+    for description in options["listen"]:
+        endpoint = serverFromString(reactor, description)
+        ListeningService(endpoint, description, site).setServiceParent(service)
+    return service

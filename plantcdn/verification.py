@@ -1,0 +1,73 @@
+"""The one facade every route calls to decide whether a request may proceed.
+
+Pure: no Twisted.  It answers "who signed this", "is this the bucket owner
+the client expects", "may this key be written" and "is this metadata
+acceptable", raising :class:`~plantcdn.errors.S3Error` with AWS's codes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from plantcdn import sigv4
+from plantcdn.config import Config
+from plantcdn.credentials import Credential
+from plantcdn.errors import S3Error
+from plantcdn.keys import TenantKey, check_tenant_key
+
+__all__ = ["MAX_USER_METADATA_BYTES", "Verifier", "user_metadata"]
+
+#: "user-defined metadata is limited to 2 KB in size ... the sum of the number
+#: of bytes in the UTF-8 encoding of each key and value" (S3 User Guide,
+#: "Working with object metadata").
+MAX_USER_METADATA_BYTES = 2048
+
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
+
+
+class Verifier:
+    """Authentication, ownership and tenancy checks for one configuration."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.credentials: Mapping[str, Credential] = config.credential_map()
+
+    def authenticate(self, parts: sigv4.RequestParts, *, now: float) -> sigv4.AuthResult:
+        """Who signed the request; any flaw raises the S3 error AWS would send."""
+        return sigv4.authenticate(parts, self.credentials, now=now, region=self.config.region)
+
+    def check_bucket_owner(self, headers: Mapping[str, str]) -> None:
+        """Honour ``x-amz-expected-bucket-owner`` (S3 User Guide, "Verifying bucket ownership")."""
+        expected = headers.get("x-amz-expected-bucket-owner")
+        if expected is None:
+            return
+        if not _ACCOUNT_ID.fullmatch(expected.strip()):
+            raise S3Error(
+                "InvalidBucketOwnerAWSAccountID",
+                "The value of the expected bucket owner parameter must be an AWS Account ID... "
+                f"[{expected}]",
+                status=400,
+            )
+        if self.config.account_id is not None and expected.strip() != self.config.account_id:
+            raise S3Error("AccessDenied")
+
+    def check_write_key(self, key: str) -> TenantKey:
+        """A write must land in ``company_<id>/plant_<id>/<rest>``."""
+        return check_tenant_key(key, self.config.tenant_id_pattern)
+
+
+def user_metadata(headers: Mapping[str, str]) -> dict[str, str]:
+    """The ``x-amz-meta-*`` headers (names lower-cased, without the prefix), size-checked."""
+    meta = {
+        name[len("x-amz-meta-") :]: value
+        for name, value in headers.items()
+        if name.startswith("x-amz-meta-")
+    }
+    size = sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in meta.items())
+    if size > MAX_USER_METADATA_BYTES:
+        raise S3Error(
+            "MetadataTooLarge",
+            extra={"Size": str(size), "MaxSizeAllowed": str(MAX_USER_METADATA_BYTES)},
+        )
+    return meta

@@ -1,0 +1,156 @@
+"""The upload writer: one upload streamed into a temporary file, then published.
+
+Bytes are decoded (aws-chunked), counted against the size limits, hashed and
+written as they arrive, so memory does not grow with the object.  Only a
+complete, verified body is renamed into place; anything else -- a refusal,
+a disk error, a client that goes away -- removes the temporary file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Callable
+from typing import IO, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Cooperator
+from twisted.logger import Logger
+
+from plantcdn.digests import DigestResult, PayloadDigest
+from plantcdn.errors import S3Error
+from plantcdn.storage import Bucket, ObjectMeta, Storage
+
+__all__ = ["MAX_PUT_SIZE", "ChunkDecoder", "UploadWriter", "pump_file"]
+
+#: "Upload an object in a single operation ... up to 5 GB" (S3 User Guide, "Uploading objects").
+MAX_PUT_SIZE = 5 * 1024**3
+READ_STEP = 256 * 1024
+
+log = Logger()
+
+
+class ChunkDecoder(Protocol):
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> object: ...
+
+
+class UploadWriter:
+    """Streams one upload into ``.plantcdn/tmp`` and commits it under its key."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        bucket: Bucket,
+        key: str,
+        *,
+        digest: PayloadDigest,
+        decoder: ChunkDecoder | None = None,
+        max_size: int = MAX_PUT_SIZE,
+        min_size: int = 0,
+    ) -> None:
+        self.storage = storage
+        self.bucket = bucket
+        self.key = key
+        self.digest = digest
+        self.decoder = decoder
+        self.max_size = max_size
+        self.min_size = min_size
+        self.size = 0
+        self.done = False
+        fd, self.temp = storage.new_temp(bucket)
+        self._file: IO[bytes] = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes) -> None:
+        """Take the next piece of the (possibly aws-chunked) body."""
+        if self.done:
+            return
+        try:
+            if self.decoder is not None:
+                data = self.decoder.feed(data)
+            if not data:
+                return
+            self.size += len(data)
+            if self.size > self.max_size:
+                raise S3Error(
+                    "EntityTooLarge",
+                    extra={"ProposedSize": str(self.size), "MaxSizeAllowed": str(self.max_size)},
+                )
+            self.digest.update(data)
+            self._file.write(data)
+        except S3Error:
+            self.abort()
+            raise
+        except OSError as exc:
+            self.abort()
+            raise _disk_error(exc) from exc
+
+    def finish(self, describe: Callable[[DigestResult], ObjectMeta]) -> ObjectMeta:
+        """Verify the complete body and publish it; *describe* builds its metadata."""
+        try:
+            trailers = self.decoder.finish() if self.decoder is not None else {}
+            result = self.digest.finish(trailers if isinstance(trailers, dict) else {})
+            if self.size < self.min_size:
+                raise S3Error(
+                    "EntityTooSmall",
+                    extra={"ProposedSize": str(self.size), "MinSizeAllowed": str(self.min_size)},
+                )
+            self._file.flush()
+            if self.storage.fsync:
+                os.fsync(self._file.fileno())
+            self._file.close()
+            meta = self.storage.commit(self.bucket, self.key, self.temp, describe(result))
+        except S3Error:
+            self.abort()
+            raise
+        except OSError as exc:
+            self.abort()
+            raise _disk_error(exc) from exc
+        self.done = True
+        return meta
+
+    def abort(self) -> None:
+        """Forget the upload: nothing of it stays on disk."""
+        if self.done:
+            return
+        self.done = True
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(OSError):
+            self.temp.unlink()
+
+
+def pump_file(
+    source: IO[bytes], writer: UploadWriter, cooperator: Cooperator, step: int = READ_STEP
+) -> Deferred[None]:
+    """Feed *source* (Twisted's request spool) into *writer*, one step per turn of the
+    reactor, so a large upload does not stop other requests from being served."""
+
+    def steps() -> object:
+        while True:
+            chunk = source.read(step)
+            if not chunk:
+                return
+            writer.write(chunk)
+            yield None
+
+    task = cooperator.cooperate(steps())
+    done: Deferred[None] = task.whenDone().addCallback(lambda _: None)
+
+    def failed(failure: object) -> object:
+        writer.abort()
+        return failure
+
+    done.addErrback(failed)
+    return done
+
+
+def _disk_error(exc: OSError) -> S3Error:
+    """Disk trouble is the server's fault: a 5xx the client may retry, never a traceback."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        log.error("disk full while writing an upload: {error}", error=str(exc))
+        return S3Error("SlowDown", "Please reduce your request rate. (storage is full)")
+    log.error("write error while storing an upload: {error}", error=str(exc))
+    return S3Error("InternalError")
