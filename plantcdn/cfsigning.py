@@ -207,11 +207,7 @@ def strip_signing_params(url: str) -> str:
     base, sep, query = url.partition("?")
     if not sep:
         return url
-    kept = [
-        part
-        for part in query.split("&")
-        if part.partition("=")[0] not in SIGNING_PARAMETERS
-    ]
+    kept = [part for part in query.split("&") if part.partition("=")[0] not in SIGNING_PARAMETERS]
     if not any(kept):
         return base
     return base + "?" + "&".join(kept)
@@ -285,9 +281,7 @@ def verify_signed_request(
 # --- credential selection -------------------------------------------------
 
 
-def _credential_fields(
-    query: Mapping[str, str], cookies: Mapping[str, str]
-) -> dict[str, str]:
+def _credential_fields(query: Mapping[str, str], cookies: Mapping[str, str]) -> dict[str, str]:
     """The signing fields of the one credential CloudFront looks at.
 
     "Signed URLs take precedence over signed cookies. If you use both ... and a
@@ -300,9 +294,7 @@ def _credential_fields(
     if any(name in query for name in _URL_MARKERS):
         return {name: query[name] for name in names if name in query}
     return {
-        name: cookies[_COOKIE_PREFIX + name]
-        for name in names
-        if _COOKIE_PREFIX + name in cookies
+        name: cookies[_COOKIE_PREFIX + name] for name in names if _COOKIE_PREFIX + name in cookies
     }
 
 
