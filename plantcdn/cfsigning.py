@@ -53,9 +53,9 @@ __all__ = [
     "verify_signed_request",
 ]
 
-#: A public key of a CloudFront key group.  CloudFront accepts RSA keys (the
-#: classic SHA1withRSA signatures) and, since the SHA-256 / ECDSA addition to the
-#: signing docs, ECDSA keys.
+#: A public key of a CloudFront key group.  RSA is the classic SHA1withRSA key;
+#: ECDSA keys are accepted because the AWS CLI reference for ``aws cloudfront
+#: sign`` / ``sign-cookies`` says it "Supports RSA and ECDSA private keys".
 CloudFrontPublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 #: CloudFront error code -> (HTTP status, message).  Every refusal is a 403 with
@@ -474,8 +474,9 @@ def _source_ip(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     The page asks for CIDR (``192.0.2.0/24``, ``/32`` for one address); AWS's
     own SDK examples set host bits (``192.168.0.1/24``), so those are accepted
     and masked.  A bare address means that one address (botocore appends
-    ``/32``).  IPv6 ranges are accepted: the current "custom policy" pages and
-    the AWS CLI ``sign --ip-address`` take them.
+    ``/32``).  IPv6 ranges are accepted too.  Note: the older guide said "IP
+    addresses in IPv6 format ... are not supported" and told users not to enable
+    IPv6 on such distributions; accepting them here is a deliberate superset.
     """
     if not isinstance(value, dict) or set(value) != {"AWS:SourceIp"}:
         raise _Malformed("AWS:SourceIp")
