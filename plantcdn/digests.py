@@ -77,7 +77,7 @@ def _new_hasher(algorithm: str) -> _Hasher:
     if algorithm == "CRC64NVME":
         return _Crc(crt.crc64nvme, 8)
     if algorithm == "SHA1":
-        return hashlib.sha1()
+        return hashlib.sha1(usedforsecurity=False)  # an S3 integrity checksum, not security
     if algorithm == "SHA256":
         return hashlib.sha256()
     raise ValueError(f"unknown checksum algorithm {algorithm!r}")
