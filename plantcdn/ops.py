@@ -1,0 +1,657 @@
+"""Operating plantcdn: health, Prometheus metrics, per-request accounting, graceful drain.
+
+Everything here is mounted below the reserved prefix ``/_plantcdn/``; an S3
+bucket name may contain only lower-case letters, digits, dots and hyphens
+(S3 User Guide, "Bucket naming rules"), so that prefix can never address a
+bucket.
+
+Per-request work is O(1): the request object counts bytes and takes two clock
+readings; labels come from small fixed sets (S3 operation names, status codes,
+S3 error codes).  Objects and bytes per bucket are the one thing that needs
+the disk: they are counted by a walk that runs in a thread at scrape time, at
+most once per ``min_interval`` seconds, stops after ``scan_limit`` entries and
+is reused until a write happens or it is ``max_age`` seconds old.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from attrs import frozen
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.process_collector import ProcessCollector
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorThreads, IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from plantcdn import __version__
+from plantcdn.accesslog import json_observer_factory, log_access, safe_path
+from plantcdn.keys import INTERNAL_PREFIX
+from plantcdn.storage import Storage
+
+__all__ = [
+    "OPS_PREFIX",
+    "DrainService",
+    "Ops",
+    "OpsRequest",
+    "OpsSite",
+    "StorageSnapshot",
+    "annotate",
+    "resolve_ops_options",
+    "scan_bucket",
+]
+
+log = Logger()
+
+OPS_PREFIX = "/_plantcdn/"
+DEFAULT_SHUTDOWN_GRACE = 10.0
+DEFAULT_SCAN_LIMIT = 200_000
+
+#: S3 error codes that mean "your signature or credentials were refused".
+SIGNATURE_CODES = frozenset(
+    {
+        "SignatureDoesNotMatch", "InvalidAccessKeyId", "IncompleteSignature",
+        "AuthorizationHeaderMalformed", "AuthorizationQueryParametersError",
+        "RequestTimeTooSkewed", "MissingSecurityHeader", "ExpiredToken", "InvalidToken",
+    }
+)  # fmt: skip
+#: Operations whose duration is also an upload duration.
+UPLOAD_OPERATIONS = frozenset({"PutObject", "PostObject", "UploadPart"})
+WRITE_METHODS = frozenset({b"PUT", b"POST", b"DELETE"})
+#: Status recorded for a request whose client went away before the answer (as nginx does).
+CLIENT_GONE = 499
+
+REQUEST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+UPLOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+def annotate(
+    request: IRequest, *, operation: str | None = None, error_code: str | None = None
+) -> None:
+    """Tell the accounting what a request was (its S3 operation) and how it was refused.
+
+    Called by the S3 routes; any request object accepts the attributes, so this
+    also works under ``StubTreq`` where the request is not an :class:`OpsRequest`.
+    """
+    if operation is not None:
+        request.plantcdn_operation = operation  # type: ignore[attr-defined]
+    if error_code is not None:
+        request.plantcdn_error_code = error_code  # type: ignore[attr-defined]
+
+
+def default_operation(path: bytes) -> str:
+    """The label of a request no S3 route annotated (the CDN, ops, unparseable requests)."""
+    if path.startswith(OPS_PREFIX.encode()):
+        return "PlantcdnOps"
+    if path.startswith(b"/cdn/") or path == b"/cdn":
+        return "CdnGet"
+    return "Unknown"
+
+
+# -- storage statistics ---------------------------------------------------------
+
+
+@frozen
+class BucketStats:
+    objects: int
+    bytes: int
+    truncated: bool
+
+
+@frozen
+class StorageSnapshot:
+    """Objects and bytes per bucket at ``taken`` (reactor time)."""
+
+    taken: float
+    buckets: Mapping[str, BucketStats]
+
+
+def scan_bucket(root: Path, limit: int = DEFAULT_SCAN_LIMIT) -> BucketStats:
+    """Count the objects below a bucket folder, skipping plantcdn's own files.
+
+    Stops after *limit* directory entries so that a huge bucket can never make
+    a scrape slow; ``truncated`` then says the counts are a lower bound.
+    """
+    objects = total = seen = 0
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = os.scandir(folder)
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                seen += 1
+                if seen > limit:
+                    return BucketStats(objects, total, True)
+                if folder == root and entry.name.startswith((INTERNAL_PREFIX, ".")):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+                        objects += 1
+                except OSError:
+                    continue
+    return BucketStats(objects, total, False)
+
+
+class StorageStats:
+    """Cached, bounded per-bucket counts (see the module docstring)."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        clock: IReactorTime,
+        *,
+        scan_limit: int = DEFAULT_SCAN_LIMIT,
+        max_age: float = 60.0,
+        min_interval: float = 1.0,
+    ) -> None:
+        self.storage = storage
+        self.clock = clock
+        self.scan_limit = scan_limit
+        self.max_age = max_age
+        self.min_interval = min_interval
+        self.snapshot: StorageSnapshot | None = None
+        self.dirty = True
+        self._running: Deferred[StorageSnapshot] | None = None
+
+    def mark_dirty(self) -> None:
+        """A write happened: the next scrape (after ``min_interval``) counts again."""
+        self.dirty = True
+
+    def _due(self) -> bool:
+        if self.snapshot is None:
+            return True
+        age = self.clock.seconds() - self.snapshot.taken
+        return age >= self.max_age or (self.dirty and age >= self.min_interval)
+
+    def _scan(self) -> dict[str, BucketStats]:
+        return {
+            name: scan_bucket(bucket.root, self.scan_limit)
+            for name, bucket in self.storage.buckets.items()
+        }
+
+    def refresh(self) -> Deferred[StorageSnapshot | None]:
+        """The current snapshot, rescanned first if it is due; one scan at a time."""
+        if not self._due():
+            return succeed(self.snapshot)
+        if self._running is None:
+            self.dirty = False
+            clock: Any = self.clock
+            if IReactorThreads.providedBy(clock):
+                d = deferToThreadPool(clock, clock.getThreadPool(), self._scan)
+            else:
+                d = maybeDeferred(self._scan)
+            self._running = d
+
+            def finished(result: Any) -> None:
+                self._running = None
+                if isinstance(result, Failure):
+                    log.failure("cannot count the objects in the buckets", result)
+                else:
+                    self.snapshot = StorageSnapshot(self.clock.seconds(), result)
+
+            d.addBoth(finished)
+        running = self._running
+        if running is None:  # the scan ran synchronously
+            return succeed(self.snapshot)
+        waiter: Deferred[StorageSnapshot | None] = Deferred()
+        running.addBoth(lambda _: waiter.callback(self.snapshot))
+        return waiter
+
+
+class _StorageCollector:
+    """Exposes the latest :class:`StorageSnapshot` and free disk space."""
+
+    def __init__(self, stats: StorageStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        objects = GaugeMetricFamily(
+            "plantcdn_bucket_objects", "Objects stored per bucket (last scan)", labels=["bucket"]
+        )
+        size = GaugeMetricFamily(
+            "plantcdn_bucket_bytes", "Bytes stored per bucket (last scan)", labels=["bucket"]
+        )
+        truncated = GaugeMetricFamily(
+            "plantcdn_bucket_scan_truncated",
+            "1 when the last scan stopped at its entry limit (counts are a lower bound)",
+            labels=["bucket"],
+        )
+        free = GaugeMetricFamily(
+            "plantcdn_storage_free_bytes", "Free disk space under each bucket folder",
+            labels=["bucket"],
+        )
+        snapshot = self.stats.snapshot
+        if snapshot is not None:
+            for name, stats in snapshot.buckets.items():
+                objects.add_metric([name], stats.objects)
+                size.add_metric([name], stats.bytes)
+                truncated.add_metric([name], 1 if stats.truncated else 0)
+        for name, bucket in self.stats.storage.buckets.items():
+            with contextlib.suppress(OSError):
+                free.add_metric([name], shutil.disk_usage(bucket.root).free)
+        yield from (objects, size, truncated, free)
+        if snapshot is not None:
+            age = GaugeMetricFamily(
+                "plantcdn_bucket_scan_age_seconds", "Seconds since the per-bucket counts were taken"
+            )
+            age.add_metric([], max(0.0, self.stats.clock.seconds() - snapshot.taken))
+            yield age
+
+
+# -- the accounting -------------------------------------------------------------
+
+
+class Metrics:
+    """The Prometheus instruments, on a registry of their own (no global state)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "plantcdn_requests", "Requests by S3 operation and HTTP status",
+            ["operation", "status"], registry=registry,
+        )
+        self.errors = Counter(
+            "plantcdn_s3_errors", "S3 error responses by error Code", ["code"], registry=registry
+        )
+        self.signatures_rejected = Counter(
+            "plantcdn_signatures_rejected", "Requests refused for their signature or credentials",
+            ["code"], registry=registry,
+        )
+        self.bytes_in = Counter(
+            "plantcdn_received_bytes", "Request body bytes received", ["operation"],
+            registry=registry,
+        )
+        self.bytes_out = Counter(
+            "plantcdn_sent_bytes", "Response body bytes sent", ["operation"], registry=registry
+        )
+        self.request_duration = Histogram(
+            "plantcdn_request_duration_seconds", "From request line to last response byte",
+            ["operation"], buckets=REQUEST_BUCKETS, registry=registry,
+        )
+        self.upload_duration = Histogram(
+            "plantcdn_upload_duration_seconds", "Duration of uploads (PutObject, PostObject, "
+            "UploadPart), body receipt included", ["operation"], buckets=UPLOAD_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "plantcdn_requests_in_flight", "Requests being received or answered", registry=registry
+        )
+        self.uploads_in_flight = Gauge(
+            "plantcdn_uploads_in_flight", "Requests with a body being received or answered",
+            registry=registry,
+        )
+        info = Gauge("plantcdn_info", "plantcdn version", ["version"], registry=registry)
+        info.labels(__version__).set(1)
+        self.start_time = Gauge(
+            "plantcdn_start_time_seconds", "When plantcdn started (Unix time)", registry=registry
+        )  # fmt: skip
+
+
+class Ops:
+    """Health, metrics and the per-request accounting of one running plantcdn."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        clock: IReactorTime,
+        *,
+        access_log: bool = True,
+        scan_limit: int = DEFAULT_SCAN_LIMIT,
+        scan_max_age: float = 60.0,
+        scan_min_interval: float = 1.0,
+        with_process_metrics: bool = True,
+    ) -> None:
+        self.storage = storage
+        self.clock = clock
+        self.access_log = access_log
+        self.started = clock.seconds()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.metrics = Metrics(self.registry)
+        self.metrics.start_time.set(self.started)
+        self.stats = StorageStats(
+            storage, clock, scan_limit=scan_limit, max_age=scan_max_age,
+            min_interval=scan_min_interval,
+        )
+        self.registry.register(_StorageCollector(self.stats))  # type: ignore[arg-type]
+        if with_process_metrics:
+            ProcessCollector(registry=self.registry)
+        self.in_flight: set[OpsRequest] = set()
+        self.draining = False
+        self._drained: list[Deferred[None]] = []
+        self._resource: IResource | None = None
+
+    # -- per request (O(1)) ----------------------------------------------------
+
+    def request_started(self, request: OpsRequest) -> None:
+        self.in_flight.add(request)
+        self.metrics.in_flight.inc()
+        if request.plantcdn_upload:
+            self.metrics.uploads_in_flight.inc()
+
+    def request_done(self, request: OpsRequest, *, aborted: bool) -> None:
+        """Count, time and log one request; called once, when it finished or was cut off."""
+        self.in_flight.discard(request)
+        self.metrics.in_flight.dec()
+        if request.plantcdn_upload:
+            self.metrics.uploads_in_flight.dec()
+        method = request.method if request.path is not None else b"-"
+        path = request.path or b"-"
+        operation = getattr(request, "plantcdn_operation", None) or default_operation(path)
+        error_code: str | None = getattr(request, "plantcdn_error_code", None)
+        status = CLIENT_GONE if aborted else int(request.code)
+        duration = max(0.0, self.clock.seconds() - request.plantcdn_started)
+        m = self.metrics
+        m.requests.labels(operation, str(status)).inc()
+        if error_code is not None:
+            m.errors.labels(error_code).inc()
+            if error_code in SIGNATURE_CODES:
+                m.signatures_rejected.labels(error_code).inc()
+        if request.plantcdn_bytes_in:
+            m.bytes_in.labels(operation).inc(request.plantcdn_bytes_in)
+        if request.sentLength:
+            m.bytes_out.labels(operation).inc(request.sentLength)
+        m.request_duration.labels(operation).observe(duration)
+        if operation in UPLOAD_OPERATIONS:
+            m.upload_duration.labels(operation).observe(duration)
+        if method in WRITE_METHODS and not aborted and status < 300:
+            self.stats.mark_dirty()
+        if self.access_log:
+            ids = request.responseHeaders.getRawHeaders(b"x-amz-request-id") or [b"-"]
+            log_access(
+                client=_client(request),
+                method=method.decode("latin-1", "replace")[:16],
+                path=safe_path(path),
+                operation=operation,
+                status=status,
+                bytes_in=request.plantcdn_bytes_in,
+                bytes_out=request.sentLength,
+                duration_ms=duration * 1000.0,
+                request_id=ids[0].decode("latin-1"),
+                error_code=error_code,
+            )
+        if self.draining and not self.in_flight:
+            self._fire_drained()
+
+    # -- health and metrics ------------------------------------------------------
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """The health document and its status (503 when storage cannot be written
+        or the server is shutting down, so a load balancer stops sending)."""
+        buckets: dict[str, Any] = {}
+        for name, bucket in self.storage.buckets.items():
+            free: int | None
+            try:
+                free = shutil.disk_usage(bucket.root).free
+            except OSError:
+                free = None
+            buckets[name] = {"writable": _probe_writable(bucket.tmp_dir), "free_bytes": free}
+        writable = all(b["writable"] for b in buckets.values())
+        frees = [b["free_bytes"] for b in buckets.values() if b["free_bytes"] is not None]
+        ok = writable and not self.draining
+        document = {
+            "status": "ok" if ok else ("draining" if self.draining else "unhealthy"),
+            "version": __version__,
+            "uptime_seconds": round(self.clock.seconds() - self.started, 3),
+            "storage_writable": writable,
+            "free_bytes": min(frees) if frees else None,
+            "buckets": buckets,
+        }
+        return (200 if ok else 503), document
+
+    async def metrics_text(self) -> bytes:
+        await self.stats.refresh()
+        return generate_latest(self.registry)
+
+    def resource(self) -> IResource:
+        """The ``/_plantcdn/`` tree."""
+        if self._resource is None:
+            root = Resource()
+            root.putChild(b"health", _HealthResource(self))
+            root.putChild(b"metrics", _MetricsResource(self))
+            self._resource = root
+        return self._resource
+
+    # -- graceful shutdown -----------------------------------------------------------
+
+    def drain(self, grace: float) -> Deferred[None]:
+        """Wait (at most *grace* seconds) for the requests in flight; then cut the rest off.
+
+        Cutting a connection makes Klein cancel its handler, and the upload
+        writer then removes its temporary file: nothing half-written stays.
+        """
+        self.draining = True
+        if not self.in_flight:
+            return succeed(None)
+        log.info("waiting up to {grace}s for {count} request(s) in flight", grace=grace,
+                 count=len(self.in_flight))
+        d: Deferred[None] = Deferred()
+        self._drained.append(d)
+        timer: IDelayedCall = self.clock.callLater(grace, self._grace_over)  # type: ignore[attr-defined]
+
+        def cancel_timer(result: object) -> object:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return d.addBoth(cancel_timer)
+
+    def _grace_over(self) -> None:
+        if not self.in_flight:
+            return
+        log.warn("shutdown grace over: cutting off {count} request(s)", count=len(self.in_flight))
+        for request in list(self.in_flight):
+            transport: Any = getattr(request.channel, "transport", None)
+            if transport is not None:
+                transport.abortConnection()
+        # Cancelled handlers clean up on the next turns of the reactor.
+        self.clock.callLater(0.2, self._fire_drained)  # type: ignore[attr-defined]
+
+    def _fire_drained(self) -> None:
+        waiting, self._drained = self._drained, []
+        for d in waiting:
+            if not d.called:
+                d.callback(None)
+
+
+def _client(request: Request) -> str:
+    address: Any = request.getClientAddress()
+    return str(getattr(address, "host", None) or address or "-")
+
+
+def _probe_writable(folder: Path) -> bool:
+    """Really create and remove a file: ``os.access`` misses full disks and some mounts."""
+    probe = folder / f"health-{uuid.uuid4().hex}.probe"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, b"ok")
+        finally:
+            os.close(fd)
+        probe.unlink()
+    except OSError:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+        return False
+    return True
+
+
+class _HealthResource(Resource):
+    isLeaf = True
+
+    def __init__(self, ops: Ops) -> None:
+        super().__init__()
+        self.ops = ops
+
+    def render_GET(self, request: IRequest) -> bytes:
+        status, document = self.ops.health()
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Cache-Control", b"no-store")
+        return json.dumps(document, sort_keys=True).encode("utf-8") + b"\n"
+
+    def render_HEAD(self, request: IRequest) -> bytes:
+        return self.render_GET(request)
+
+
+class _MetricsResource(Resource):
+    isLeaf = True
+
+    def __init__(self, ops: Ops) -> None:
+        super().__init__()
+        self.ops = ops
+
+    def render_GET(self, request: IRequest) -> Any:
+        d = Deferred.fromCoroutine(self.ops.metrics_text())
+
+        def write(body: bytes) -> None:
+            if request.finished or getattr(request, "_disconnected", False):
+                return
+            request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
+            request.setHeader(b"Cache-Control", b"no-store")
+            request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
+            request.write(body)
+            request.finish()
+
+        def failed(failure: Any) -> None:
+            log.failure("cannot render metrics", failure)
+            if not request.finished and not getattr(request, "_disconnected", False):
+                request.setResponseCode(500)
+                request.finish()
+
+        d.addCallbacks(write, failed)
+        return NOT_DONE_YET
+
+
+# -- the site and its requests -----------------------------------------------------
+
+
+class OpsRequest(Request):
+    """A request that reports to :class:`Ops` when it starts, as its body arrives and
+    exactly once when it ends (finished, or its connection lost)."""
+
+    plantcdn_bytes_in = 0
+    plantcdn_started = 0.0
+    plantcdn_upload = False
+    _plantcdn_ops: Ops | None = None
+
+    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(channel, *args, **kwargs)
+        site = getattr(channel, "site", None)
+        ops: Ops | None = getattr(site, "ops", None)
+        if ops is not None:
+            self.plantcdn_started = ops.clock.seconds()
+
+    def gotLength(self, length: int | None) -> None:
+        super().gotLength(length)
+        site = getattr(self.channel, "site", None)
+        ops = getattr(site, "ops", None)
+        if ops is not None and self._plantcdn_ops is None:
+            chunked = self.requestHeaders.getRawHeaders(b"transfer-encoding")
+            self.plantcdn_upload = bool(length) or bool(chunked)
+            self._plantcdn_ops = ops
+            ops.request_started(self)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self.plantcdn_bytes_in += len(data)
+        super().handleContentChunk(data)
+
+    def finish(self) -> Any:
+        result = super().finish()
+        self._plantcdn_done(aborted=False)
+        return result
+
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)
+        self._plantcdn_done(aborted=True)
+
+    def _plantcdn_done(self, *, aborted: bool) -> None:
+        ops, self._plantcdn_ops = self._plantcdn_ops, None
+        if ops is not None:
+            ops.request_done(self, aborted=aborted)
+
+
+class OpsSite(Site):
+    """A ``Site`` whose requests are counted and logged by :class:`Ops`.
+
+    Twisted's own access log is switched off: it would write presigned URLs,
+    signatures included, verbatim.
+    """
+
+    requestFactory = OpsRequest
+
+    def __init__(self, resource: IResource, *, ops: Ops, **kwargs: Any) -> None:
+        super().__init__(resource, **kwargs)
+        self.ops = ops
+
+    def log(self, request: Any) -> None:
+        """Access lines come from :meth:`Ops.request_done` instead."""
+
+
+class DrainService(Service):
+    """Stopped on SIGTERM along with the listeners: waits for requests in flight."""
+
+    def __init__(self, ops: Ops, grace: float) -> None:
+        self.ops = ops
+        self.grace = grace
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return self.ops.drain(self.grace)
+
+
+# -- options ----------------------------------------------------------------------
+
+OPS_OPT_PARAMETERS = [
+    ["shutdown-grace", None, None,
+     "Seconds to let requests in flight finish after SIGTERM "
+     f"[default: $PLANTCDN_SHUTDOWN_GRACE or {DEFAULT_SHUTDOWN_GRACE:g}]"],
+    ["log-format", None, None, "text or json (one JSON object per line) "
+     "[default: $PLANTCDN_LOG_FORMAT or text]"],
+]  # fmt: skip
+
+
+def resolve_ops_options(options: usage.Options, environ: Mapping[str, str]) -> None:
+    """Resolve ``--shutdown-grace`` and ``--log-format`` (environment as fallback).
+
+    ``--log-format json`` installs a JSON observer through twistd's own
+    ``--logger`` setting on the parent options, so it goes where ``--logfile``
+    and ``-n`` say text would have gone.
+    """
+    grace_text = options.get("shutdown-grace") or environ.get("PLANTCDN_SHUTDOWN_GRACE") or ""
+    try:
+        grace = float(grace_text) if grace_text.strip() else DEFAULT_SHUTDOWN_GRACE
+    except ValueError:
+        raise usage.UsageError(f"--shutdown-grace must be a number, not {grace_text!r}") from None
+    if not 0 <= grace <= 3600:
+        raise usage.UsageError("--shutdown-grace must be between 0 and 3600 seconds")
+    options["shutdown-grace"] = grace
+    fmt = (options.get("log-format") or environ.get("PLANTCDN_LOG_FORMAT") or "text").lower()
+    if fmt not in ("text", "json"):
+        raise usage.UsageError(f"--log-format must be text or json, not {fmt!r}")
+    options["log-format"] = fmt
+    parent: Any = getattr(options, "parent", None)
+    if fmt == "json" and parent is not None and not parent.get("logger"):
+        nodaemon = bool(parent.get("nodaemon"))
+        parent["logger"] = json_observer_factory(parent.get("logfile"), nodaemon)
