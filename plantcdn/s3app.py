@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from plantcdn import objects
+from plantcdn import bucketops, cors, multipart, objects, postobject
 from plantcdn.call import Handler, S3Call, Services, new_request_ids, parse_query
 from plantcdn.config import Config
 from plantcdn.errors import S3Error, render_error_xml
@@ -65,7 +65,8 @@ class S3App:
             cooperator=cooperator or Cooperator(),
         )
         self.handlers: dict[str, Handler] = {}
-        self.handlers.update(objects.HANDLERS)
+        for module in (objects, bucketops, multipart, postobject, cors):
+            self.handlers.update(module.HANDLERS)
 
     def resource(self) -> IResource:
         return self.app.resource()
