@@ -291,7 +291,9 @@ def _respond_with_object(
 ) -> bytes | IResource:
     meta = found.meta
     headers = object_headers(meta)
-    if call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+    whole = call.headers.get("range") is None
+    if whole and call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+        # S3 returns the object's checksum only when the whole object is sent.
         for algorithm, value in meta.checksums.items():
             headers[f"x-amz-checksum-{algorithm.lower()}"] = value
         if meta.checksum_type:

@@ -11,6 +11,8 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from plantcdn.config import Config
+from plantcdn.request import PlantRequest
+from plantcdn.ops import Ops, OpsSite
 from plantcdn.s3app import S3App
 from plantcdn.storage import Storage
 
@@ -19,10 +21,15 @@ __all__ = ["ListeningService", "PlantCDNService", "make_site"]
 log = Logger()
 
 
-def make_site(config: Config, storage: Storage, clock: IReactorTime) -> Site:
-    """The web site: Klein app, no form parsing (bodies are streamed, never parsed whole)."""
-    app = S3App(config, storage, clock=clock)
-    site = Site(app.resource(), parsePOSTFormSubmission=False)
+def make_site(
+    config: Config, storage: Storage, clock: IReactorTime, ops: Ops | None = None
+) -> Site:
+    """The web site: Klein app, no form parsing (bodies are streamed, never parsed whole);
+    every request counted and access-logged by *ops* (see plantcdn.ops)."""
+    ops = ops if ops is not None else Ops(storage, clock)
+    app = S3App(config, storage, clock=clock, ops=ops)
+    site = OpsSite(app.resource(), ops=ops, parsePOSTFormSubmission=False)
+    site.requestFactory = PlantRequest
     site.displayTracebacks = False
     site.noisy = False
     return site
