@@ -50,11 +50,13 @@ __all__ = [
     "DrainService",
     "Ops",
     "OpsRequest",
+    "OpsRequestMixin",
     "OpsSite",
     "StorageSnapshot",
     "annotate",
     "resolve_ops_options",
     "scan_bucket",
+    "with_accounting",
 ]
 
 log = Logger()
@@ -547,9 +549,12 @@ class _MetricsResource(Resource):
 # -- the site and its requests -----------------------------------------------------
 
 
-class OpsRequest(Request):
-    """A request that reports to :class:`Ops` when it starts, as its body arrives and
-    exactly once when it ends (finished, or its connection lost)."""
+class OpsRequestMixin:
+    """Makes a request report to :class:`Ops` when it starts, as its body arrives and
+    exactly once when it ends (finished, or its connection lost).
+
+    A mixin, so it composes with whatever request class the site is given
+    (see :class:`OpsSite`)."""
 
     plantcdn_bytes_in = 0
     plantcdn_started = 0.0
@@ -557,53 +562,78 @@ class OpsRequest(Request):
     _plantcdn_ops: Ops | None = None
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(channel, *args, **kwargs)
-        site = getattr(channel, "site", None)
-        ops: Ops | None = getattr(site, "ops", None)
+        super().__init__(channel, *args, **kwargs)  # type: ignore[call-arg]
+        ops: Ops | None = getattr(getattr(channel, "site", None), "ops", None)
         if ops is not None:
             self.plantcdn_started = ops.clock.seconds()
 
     def gotLength(self, length: int | None) -> None:
-        super().gotLength(length)
-        site = getattr(self.channel, "site", None)
-        ops = getattr(site, "ops", None)
+        super().gotLength(length)  # type: ignore[misc]
+        me: Any = self
+        ops: Ops | None = getattr(getattr(me.channel, "site", None), "ops", None)
         if ops is not None and self._plantcdn_ops is None:
-            chunked = self.requestHeaders.getRawHeaders(b"transfer-encoding")
+            chunked = me.requestHeaders.getRawHeaders(b"transfer-encoding")
             self.plantcdn_upload = bool(length) or bool(chunked)
             self._plantcdn_ops = ops
-            ops.request_started(self)
+            ops.request_started(me)
 
     def handleContentChunk(self, data: bytes) -> None:
         self.plantcdn_bytes_in += len(data)
-        super().handleContentChunk(data)
+        super().handleContentChunk(data)  # type: ignore[misc]
 
     def finish(self) -> Any:
-        result = super().finish()
+        result = super().finish()  # type: ignore[misc]
         self._plantcdn_done(aborted=False)
         return result
 
     def connectionLost(self, reason: Any) -> None:
-        super().connectionLost(reason)
+        super().connectionLost(reason)  # type: ignore[misc]
         self._plantcdn_done(aborted=True)
 
     def _plantcdn_done(self, *, aborted: bool) -> None:
         ops, self._plantcdn_ops = self._plantcdn_ops, None
         if ops is not None:
-            ops.request_done(self, aborted=aborted)
+            ops.request_done(self, aborted=aborted)  # type: ignore[arg-type]
+
+
+class OpsRequest(OpsRequestMixin, Request):
+    """A plain ``twisted.web.server.Request`` with the accounting."""
+
+
+_ACCOUNTED: dict[type, type] = {Request: OpsRequest}
+
+
+def with_accounting(factory: type) -> type:
+    """*factory* (a request class) with :class:`OpsRequestMixin` mixed in, made once."""
+    if issubclass(factory, OpsRequestMixin):
+        return factory
+    if factory not in _ACCOUNTED:
+        _ACCOUNTED[factory] = type(f"Ops{factory.__name__}", (OpsRequestMixin, factory), {})
+    return _ACCOUNTED[factory]
 
 
 class OpsSite(Site):
     """A ``Site`` whose requests are counted and logged by :class:`Ops`.
 
+    Any request class assigned to ``requestFactory`` gets the accounting mixed
+    in, so another part of plantcdn may choose its own request class.
     Twisted's own access log is switched off: it would write presigned URLs,
     signatures included, verbatim.
     """
 
-    requestFactory = OpsRequest
+    _ops_request_factory: type = OpsRequest
 
     def __init__(self, resource: IResource, *, ops: Ops, **kwargs: Any) -> None:
         super().__init__(resource, **kwargs)
         self.ops = ops
+
+    @property  # type: ignore[override]
+    def requestFactory(self) -> type:
+        return self._ops_request_factory
+
+    @requestFactory.setter
+    def requestFactory(self, factory: type) -> None:
+        self._ops_request_factory = with_accounting(factory)
 
     def log(self, request: Any) -> None:
         """Access lines come from :meth:`Ops.request_done` instead."""

@@ -20,6 +20,7 @@ from plantcdn import bucketops, cors, multipart, objects, postobject
 from plantcdn.call import Handler, S3Call, Services, new_request_ids, parse_query
 from plantcdn.config import Config
 from plantcdn.errors import S3Error, render_error_xml
+from plantcdn.ops import OPS_PREFIX, Ops, annotate
 from plantcdn.routing import Target, operation_for, resolve_target
 from plantcdn.sigv4 import RequestParts
 from plantcdn.storage import Storage
@@ -56,7 +57,9 @@ class S3App:
         *,
         clock: IReactorTime,
         cooperator: Cooperator | None = None,
+        ops: Ops | None = None,
     ) -> None:
+        self.ops = ops if ops is not None else Ops(storage, clock, with_process_metrics=False)
         self.services = Services(
             config=config,
             storage=storage,
@@ -71,6 +74,11 @@ class S3App:
     def resource(self) -> IResource:
         return self.app.resource()
 
+    @app.route(OPS_PREFIX, branch=True, methods=ALL_METHODS)
+    def plantcdn_ops(self, request: IRequest) -> IResource:
+        """``/_plantcdn/health`` and ``/_plantcdn/metrics``: never a bucket (see plantcdn.ops)."""
+        return self.ops.resource()
+
     @app.route("/", branch=True, methods=ALL_METHODS, strict_slashes=False)
     async def s3(self, request: IRequest) -> Any:
         request_id, host_id = new_request_ids()
@@ -81,6 +89,7 @@ class S3App:
         try:
             call = self._parse(request, request_id)
             target = call.target
+            annotate(request, operation=call.operation)
             return await self._dispatch(call)
         except S3Error as error:
             return self._error(request, error, request_id, host_id, target)
@@ -133,6 +142,7 @@ class S3App:
         host_id: str,
         target: Target,
     ) -> bytes | None:
+        annotate(request, error_code=error.code)
         if request.startedWriting:
             _abort(request)
             return None

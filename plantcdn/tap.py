@@ -18,6 +18,7 @@ from twisted.python import usage
 
 from plantcdn.config import Config, ConfigError, environ_with_dotenv
 from plantcdn.credentials import DEV_ACCESS_KEY_ID
+from plantcdn.ops import OPS_OPT_PARAMETERS, DrainService, Ops, resolve_ops_options
 from plantcdn.service import ListeningService, PlantCDNService, make_site
 from plantcdn.storage import Storage
 
@@ -57,6 +58,7 @@ class Options(usage.Options):
     )
     optParameters = [
         ["data-dir", "d", None, "Folder that holds s3_inbox/ and s3_longterm/ [default: .]"],
+        *OPS_OPT_PARAMETERS,
     ]
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
@@ -80,6 +82,7 @@ class Options(usage.Options):
             config = Config.from_environ(merged, data_dir=data_dir)
         except ConfigError as exc:
             raise usage.UsageError(str(exc)) from None
+        resolve_ops_options(self, merged)
         if not self["listen"]:
             self["listen"] = [f"tcp:{config.port}:interface=127.0.0.1"]
         from twisted.internet import reactor
@@ -114,7 +117,9 @@ def makeService(options: Mapping[str, Any]) -> IService:
         )
     storage = Storage(config)
     service = PlantCDNService(config, storage)
-    site = make_site(config, storage, reactor)  # type: ignore[arg-type]
+    ops = Ops(storage, reactor)  # type: ignore[arg-type]
+    site = make_site(config, storage, reactor, ops)  # type: ignore[arg-type]
+    DrainService(ops, options.get("shutdown-grace", 10.0)).setServiceParent(service)
     for description in options["listen"]:
         endpoint = serverFromString(reactor, description)
         ListeningService(endpoint, description, site).setServiceParent(service)
