@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from attrs import field, frozen
 
+from plantcdn.cdnconfig import cdn_settings
+from plantcdn.cdncors import CorsPolicy
 from plantcdn.credentials import DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY, Credential
 
 __all__ = ["BucketConfig", "Config", "ConfigError", "read_dotenv"]
@@ -54,6 +56,9 @@ class Config:
     tenant_id_pattern: str = DEFAULT_ID_PATTERN
     fsync: bool = True
     cdn_cache_control: str | None = None
+    cdn_missing_status: int = 404  # 403: AccessDenied, as CloudFront with a private S3 origin
+    cloudfront_public_keys: tuple[tuple[str, str], ...] = ()  # key-pair id -> PEM; () = unsigned
+    cdn_cors: CorsPolicy | None = None
 
     @property
     def base_host(self) -> str:
@@ -129,6 +134,11 @@ class Config:
         if fsync_text not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
             raise ConfigError("PLANTCDN_FSYNC must be true or false")
 
+        try:
+            cdn = cdn_settings(get, Path.cwd())
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
         return cls(
             port=port,
             base_url=base_url,
@@ -141,6 +151,7 @@ class Config:
             tenant_id_pattern=pattern,
             fsync=fsync_text in ("true", "1", "yes", "on"),
             cdn_cache_control=get("PLANTCDN_CDN_CACHE_CONTROL"),
+            **cdn,
         )
 
 
