@@ -18,6 +18,7 @@ from twisted.web.resource import IResource
 
 from plantcdn import bucketops, cors, multipart, objects, postobject
 from plantcdn.call import Handler, S3Call, Services, new_request_ids, parse_query
+from plantcdn.cdn import CdnResource
 from plantcdn.config import Config
 from plantcdn.errors import S3Error, render_error_xml
 from plantcdn.ops import OPS_PREFIX, Ops, annotate
@@ -67,6 +68,7 @@ class S3App:
             clock=clock,
             cooperator=cooperator or Cooperator(),
         )
+        self.cdn = CdnResource(config, storage, clock=clock.seconds)
         self.handlers: dict[str, Handler] = {}
         for module in (objects, bucketops, multipart, postobject, cors):
             self.handlers.update(module.HANDLERS)
@@ -78,6 +80,11 @@ class S3App:
     def plantcdn_ops(self, request: IRequest) -> IResource:
         """``/_plantcdn/health`` and ``/_plantcdn/metrics``: never a bucket (see plantcdn.ops)."""
         return self.ops.resource()
+
+    @app.route("/cdn/", branch=True, methods=ALL_METHODS, strict_slashes=False)
+    def cdn_read_path(self, request: IRequest) -> IResource:
+        """``/cdn/{key}``: the long-term bucket as CloudFront serves it (see plantcdn.cdn)."""
+        return self.cdn
 
     @app.route("/", branch=True, methods=ALL_METHODS, strict_slashes=False)
     async def s3(self, request: IRequest) -> Any:
