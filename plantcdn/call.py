@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Union
 from urllib.parse import unquote_plus
 
 from attrs import define, field
@@ -56,7 +55,7 @@ class S3Call:
         self.request.setHeader(name.encode("latin-1"), value.encode("latin-1", "replace"))
 
 
-Result = Union[bytes, IResource, None]
+Result = bytes | IResource | None
 Handler = Callable[[Services, S3Call], Awaitable[Result]]
 
 

@@ -114,7 +114,9 @@ def payload_reader(call: S3Call) -> tuple[PayloadDigest, AwsChunkedDecoder | Non
     if trailer:
         name = trailer.strip().lower()
         if not name.startswith("x-amz-checksum-") or name[15:].upper() not in ALGORITHMS:
-            raise S3Error("InvalidRequest", "The value specified in the x-amz-trailer header is not supported")
+            raise S3Error(
+                "InvalidRequest", "The value specified in the x-amz-trailer header is not supported"
+            )
         trailer_algorithm = name[15:].upper()
     if mode in STREAMING_MODES:
         decoded = call.headers.get("x-amz-decoded-content-length")

@@ -1,9 +1,206 @@
-"""POST Object: browser uploads with a presigned POST policy."""
+"""POST Object: browser uploads with a presigned POST policy.
+
+The body is read as a stream of form events (``formdata``).  The fields
+before the file are collected; when the file part starts, the form's
+signature and policy are verified (``postpolicy``) and only then are the
+file's bytes streamed into an :class:`~plantcdn.writer.UploadWriter` that
+enforces ``content-length-range`` as they arrive.  Follows the S3 API
+reference "POST Object" and "Browser-based uploads using POST".
+"""
 
 from __future__ import annotations
 
-from plantcdn.call import Handler
+from collections.abc import Mapping
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from xml.sax.saxutils import escape
 
-__all__ = ["HANDLERS"]
+from plantcdn.call import Handler, S3Call, Services
+from plantcdn.digests import PayloadDigest, checksums_from_headers
+from plantcdn.errors import S3Error
+from plantcdn.formdata import Field, FileData, FileEnd, FileStart, FormEvent, FormReader
+from plantcdn.objects import CANNED_ACLS, stored_content_encoding
+from plantcdn.postpolicy import (
+    decode_policy,
+    evaluate_policy,
+    missing_field,
+    substitute_filename,
+    verify_post_signature,
+)
+from plantcdn.storage import Bucket, ObjectMeta
+from plantcdn.verification import user_metadata
+from plantcdn.writer import MAX_PUT_SIZE, UploadWriter, pump_file
 
-HANDLERS: dict[str, Handler] = {}
+__all__ = ["HANDLERS", "PostUpload", "post_location"]
+
+
+class PostUpload:
+    """One form upload, fed the raw body piece by piece (from a spool or the wire)."""
+
+    def __init__(
+        self, svc: Services, bucket: Bucket, content_type: str, *, now: float
+    ) -> None:
+        self.svc = svc
+        self.bucket = bucket
+        self.now = now
+        self.reader = FormReader(content_type)
+        self.fields: dict[str, str] = {}
+        self.writer: UploadWriter | None = None
+        self.key: str | None = None
+        self.file_done = False
+
+    @property
+    def complete(self) -> bool:
+        """True once the file part has ended: the rest of the body is ignored."""
+        return self.file_done
+
+    def write(self, data: bytes) -> None:
+        try:
+            for event in self.reader.feed(data):
+                self._handle(event)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+    def _handle(self, event: FormEvent) -> None:
+        if isinstance(event, Field):
+            self.fields[event.name] = event.value
+        elif isinstance(event, FileStart):
+            self._start(event)
+        elif isinstance(event, FileData):
+            if self.writer is not None:
+                self.writer.write(event.data)
+        elif isinstance(event, FileEnd):
+            self.file_done = True
+
+    def _start(self, start: FileStart) -> None:
+        """Verify signature and policy before a single byte of the file is stored."""
+        config = self.svc.config
+        fields = self.fields
+        verify_post_signature(
+            fields, self.svc.verifier.credentials, now=self.now, region=config.region
+        )
+        if "policy" not in fields:
+            raise missing_field("Policy")
+        policy = decode_policy(fields["policy"])
+        verdict = evaluate_policy(policy, fields, bucket=self.bucket.name, now=self.now)
+        filename = start.filename or ""
+        key = substitute_filename(fields["key"], filename)
+        self.svc.verifier.check_write_key(key)
+        acl = fields.get("acl")
+        if acl is not None and acl not in CANNED_ACLS:
+            raise S3Error("InvalidArgument", extra={"ArgumentName": "acl", "ArgumentValue": acl})
+        user_metadata(fields)
+        digest = PayloadDigest(checksums=checksums_from_headers(fields))
+        self.key = key
+        self.writer = UploadWriter(
+            self.svc.storage,
+            self.bucket,
+            key,
+            digest=digest,
+            max_size=min(verdict.max_length if verdict.max_length is not None else MAX_PUT_SIZE,
+                         MAX_PUT_SIZE),
+            min_size=verdict.min_length or 0,
+        )
+        self._filename = filename
+
+    def finish(self) -> ObjectMeta:
+        """The body has ended: publish the file (or raise what S3 would answer)."""
+        try:
+            for event in self.reader.finish():
+                self._handle(event)
+            if self.writer is None or self.key is None or not self.file_done:
+                raise S3Error("MalformedPOSTRequest")
+            fields = {
+                name: substitute_filename(value, self._filename)
+                for name, value in self.fields.items()
+            }
+            meta = user_metadata(fields)
+            now = self.svc.clock.seconds()
+            return self.writer.finish(
+                lambda result: ObjectMeta(
+                    etag=f'"{result.md5_hex}"',
+                    size=result.size,
+                    last_modified=now,
+                    content_type=fields.get("content-type") or "binary/octet-stream",
+                    content_encoding=stored_content_encoding(fields.get("content-encoding")),
+                    content_disposition=fields.get("content-disposition"),
+                    cache_control=fields.get("cache-control"),
+                    expires=fields.get("expires"),
+                    user_metadata=meta,
+                    checksums=dict(result.checksums),
+                    checksum_type="FULL_OBJECT" if result.checksums else None,
+                    acl=fields.get("acl"),
+                    tagging=fields.get("tagging"),
+                    storage_class=fields.get("x-amz-storage-class"),
+                )
+            )
+        except BaseException:
+            self.abort()
+            raise
+
+
+def post_location(call: S3Call, base_url: str, bucket: str, key: str) -> str:
+    """The object's URL, as S3 puts it in ``Location``: built from ``BASE_URL``."""
+    parts = urlsplit(base_url)
+    path_key = quote(key, safe="/~")
+    if call.target.virtual_hosted:
+        netloc = f"{bucket}.{parts.netloc}"
+        return urlunsplit((parts.scheme, netloc, f"{parts.path}/{path_key}", "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, f"{parts.path}/{bucket}/{path_key}", "", ""))
+
+
+def _redirect(url: str, bucket: str, key: str, etag: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    query = urlencode({"bucket": bucket, "key": key, "etag": etag})
+    joined = f"{parts.query}&{query}" if parts.query else query
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, joined, parts.fragment))
+
+
+def _success(call: S3Call, fields: Mapping[str, str], bucket: str, key: str,
+             meta: ObjectMeta, location: str) -> bytes:
+    """Answer as ``success_action_redirect`` / ``success_action_status`` ask."""
+    call.set_header("ETag", meta.etag)
+    call.set_header("Location", location)
+    redirect = fields.get("success_action_redirect") or fields.get("redirect")
+    if redirect:
+        target = _redirect(redirect, bucket, key, meta.etag)
+        if target is not None:
+            call.request.setResponseCode(303)
+            call.set_header("Location", target)
+            call.set_header("Content-Length", "0")
+            return b""
+    status = fields.get("success_action_status", "204")
+    if status == "201":
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<PostResponse>'
+            f"<Location>{escape(location)}</Location><Bucket>{escape(bucket)}</Bucket>"
+            f"<Key>{escape(key)}</Key><ETag>{escape(meta.etag)}</ETag></PostResponse>"
+        ).encode()
+        call.request.setResponseCode(201)
+        call.set_header("Content-Type", "application/xml")
+        call.set_header("Content-Length", str(len(body)))
+        return body
+    call.request.setResponseCode(200 if status == "200" else 204)
+    call.set_header("Content-Length", "0")
+    return b""
+
+
+async def post_object(svc: Services, call: S3Call) -> bytes:
+    assert call.target.bucket is not None
+    bucket = svc.storage.bucket(call.target.bucket)
+    content_type = call.headers.get("content-type", "")
+    upload = PostUpload(svc, bucket, content_type, now=call.now)
+    await pump_file(call.request.content, upload, svc.cooperator, until=lambda: upload.complete)
+    meta = upload.finish()
+    assert upload.key is not None
+    location = post_location(call, svc.config.base_url, bucket.name, upload.key)
+    return _success(call, upload.fields, bucket.name, upload.key, meta, location)
+
+
+HANDLERS: dict[str, Handler] = {"PostObject": post_object}

@@ -101,7 +101,9 @@ class S3App:
         except S3Error as error:
             return self._error(request, error, request_id, host_id, target)
         except Exception:
-            log.failure("unexpected error in {method} {path}", method=request.method, path=request.path)
+            log.failure(
+                "unexpected error in {method} {path}", method=request.method, path=request.path
+            )
             if request.startedWriting:
                 _abort(request)
                 return None

@@ -11,18 +11,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from plantcdn.digests import DigestResult, PayloadDigest
 from plantcdn.errors import S3Error
 from plantcdn.storage import Bucket, ObjectMeta, Storage
 
-__all__ = ["MAX_PUT_SIZE", "ChunkDecoder", "UploadWriter", "pump_file"]
+__all__ = ["MAX_PUT_SIZE", "ChunkDecoder", "Sink", "UploadWriter", "pump_file"]
 
 #: "Upload an object in a single operation ... up to 5 GB" (S3 User Guide, "Uploading objects").
 MAX_PUT_SIZE = 5 * 1024**3
@@ -122,29 +123,57 @@ class UploadWriter:
             self.temp.unlink()
 
 
-def pump_file(
-    source: IO[bytes], writer: UploadWriter, cooperator: Cooperator, step: int = READ_STEP
-) -> Deferred[None]:
-    """Feed *source* (Twisted's request spool) into *writer*, one step per turn of the
-    reactor, so a large upload does not stop other requests from being served."""
+class Sink(Protocol):
+    """Anything that takes a request body piece by piece and can forget it."""
 
-    def steps() -> object:
-        while True:
+    def write(self, data: bytes) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+def pump_file(
+    source: IO[bytes],
+    sink: Sink,
+    cooperator: Cooperator,
+    step: int = READ_STEP,
+    until: Callable[[], bool] | None = None,
+) -> Deferred[None]:
+    """Feed *source* (Twisted's request spool) into *sink*, one step per turn of the
+    reactor, so a large upload does not stop other requests from being served.
+
+    *until* ends the pumping early (POST Object ignores what follows the file).
+    Cancelling the returned Deferred (Klein does when the client goes away)
+    stops the pump and aborts the sink, so nothing is left behind.
+    """
+
+    def steps() -> Iterator[None]:
+        while until is None or not until():
             chunk = source.read(step)
             if not chunk:
                 return
-            writer.write(chunk)
+            sink.write(chunk)
             yield None
 
     task = cooperator.cooperate(steps())
-    done: Deferred[None] = task.whenDone().addCallback(lambda _: None)
 
-    def failed(failure: object) -> object:
-        writer.abort()
-        return failure
+    def cancel(_: Deferred[None]) -> None:
+        with contextlib.suppress(Exception):
+            task.stop()
+        sink.abort()
 
-    done.addErrback(failed)
-    return done
+    result: Deferred[None] = Deferred(cancel)
+
+    def done(_: object) -> None:
+        if not result.called:
+            result.callback(None)
+
+    def failed(failure: Failure) -> None:
+        sink.abort()
+        if not result.called:
+            result.errback(failure)
+
+    task.whenDone().addCallbacks(done, failed)
+    return result
 
 
 def _disk_error(exc: OSError) -> S3Error:
