@@ -9,7 +9,7 @@ RUNTIME = [
     "botocore>=1.34",
     "attrs>=23.1",
     "python-dotenv>=1.0",  # .env parsing exactly as docker-compose/Django users expect
-    "python-multipart>=0.0.9",  # streaming multipart/form-data parser for presigned POST
+    "python-multipart>=0.0.13",  # streaming multipart/form-data parser for presigned POST
     "awscrt>=0.20",  # C implementations of CRC32C and CRC64NVME, as botocore itself uses
     "cryptography>=42",  # RSA-SHA1 verification of CloudFront signed URLs
     "defusedxml>=0.7",  # XML request bodies without entity expansion
@@ -19,6 +19,10 @@ TESTS = [
     "pytest-twisted>=1.14",
     "hypothesis>=6.100",
     "boto3>=1.34",
+    "treq>=24.9",
+    "urllib3>=2",
+    "django>=4.2",  # django-storages end-to-end tests
+    "django-storages>=1.14",
 ]
 DEV = ["ruff>=0.5", "mypy>=1.10"]
 
