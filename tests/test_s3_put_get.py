@@ -287,7 +287,12 @@ def stored(server: RunningServer, tenant: str) -> tuple[Any, str, dict[str, Any]
 
 @pytest.mark.parametrize(
     ("header", "first", "last"),
-    [("bytes=10-19", 10, 19), ("bytes=90-", 90, 99), ("bytes=-5", 95, 99), ("bytes=95-500", 95, 99)],
+    [
+        ("bytes=10-19", 10, 19),
+        ("bytes=90-", 90, 99),
+        ("bytes=-5", 95, 99),
+        ("bytes=95-500", 95, 99),
+    ],
 )
 def test_range(stored: tuple[Any, str, Any], header: str, first: int, last: int) -> None:
     """A satisfiable Range answers 206 with Content-Range and just those bytes."""
@@ -336,9 +341,7 @@ def test_if_modified_since_gives_304(stored: tuple[Any, str, Any], operation: st
     """If-Modified-Since at or after Last-Modified is 304 carrying ETag and Last-Modified."""
     s3, key, head = stored
     headers = not_modified(
-        lambda: getattr(s3, operation)(
-            Bucket=INBOX, Key=key, IfModifiedSince=head["LastModified"]
-        )
+        lambda: getattr(s3, operation)(Bucket=INBOX, Key=key, IfModifiedSince=head["LastModified"])
     )
     assert headers["etag"] == head["ETag"]
     assert parsedate_to_datetime(headers["last-modified"]) == head["LastModified"]
@@ -470,4 +473,3 @@ def test_snapshot_helper_sees_stored_objects(server: RunningServer, tenant: str)
     s3.put_object(Bucket=LONGTERM, Key=key, Body=b"deep")
     after = snapshot(folder)
     assert {k: v for k, v in after.items() if k not in before} == {key: b"deep"}
-
