@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -26,7 +26,7 @@ __all__ = [
     "ACCESS_NAMESPACE",
     "JsonLinesObserver",
     "json_log_observer",
-    "json_observer_factory",
+    "use_json_target",
     "log_access",
     "safe_path",
 ]
@@ -133,20 +133,25 @@ class JsonLinesObserver:
         self.out.flush()
 
 
+#: Where :func:`json_log_observer` writes: twistd's ``(--logfile, -n)``, recorded by
+#: ``--log-format json`` while the command line is parsed (twistd names its ``--logger``
+#: factory by dotted name, so it cannot be handed a closure).
+_json_target: tuple[str | None, bool] = ("-", True)
+
+
+def use_json_target(logfile: str | None, nodaemon: bool) -> str:
+    """Record where JSON lines go; returns the ``--logger`` name for twistd."""
+    global _json_target
+    _json_target = (logfile, nodaemon)
+    return f"{__name__}.json_log_observer"
+
+
 def json_log_observer() -> JsonLinesObserver:
-    """Factory for twistd's ``--logger plantcdn.accesslog.json_log_observer``: JSON lines on
-    standard output (run with ``-n``)."""
-    return JsonLinesObserver(sys.stdout)
-
-
-def json_observer_factory(logfile: str | None, nodaemon: bool) -> Callable[[], JsonLinesObserver]:
-    """A ``--logger`` factory honouring twistd's own ``--logfile`` and ``-n`` choices, so
-    ``--log-format json`` writes where text lines would have gone."""
-
-    def factory() -> JsonLinesObserver:
-        if logfile == "-" or (nodaemon and not logfile):
-            return JsonLinesObserver(sys.stdout)
-        out: Any = LogFile.fromFullPath(logfile or "twistd.log")
-        return JsonLinesObserver(out)
-
-    return factory
+    """twistd ``--logger`` factory: JSON lines where ``--logfile``/``-n`` say text would go
+    (standard output by default, e.g. ``twistd -n --logger plantcdn.accesslog.json_log_observer
+    plantcdn``)."""
+    logfile, nodaemon = _json_target
+    if logfile == "-" or (nodaemon and not logfile):
+        return JsonLinesObserver(sys.stdout)
+    out: Any = LogFile.fromFullPath(logfile or "twistd.log")
+    return JsonLinesObserver(out)

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import uuid
+import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorThreads, IReactorTime
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
@@ -41,7 +42,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from plantcdn import __version__
-from plantcdn.accesslog import json_observer_factory, log_access, safe_path
+from plantcdn.accesslog import log_access, safe_path, use_json_target
 from plantcdn.keys import INTERNAL_PREFIX
 from plantcdn.storage import Storage
 
@@ -64,6 +65,9 @@ log = Logger()
 OPS_PREFIX = "/_plantcdn/"
 DEFAULT_SHUTDOWN_GRACE = 10.0
 DEFAULT_SCAN_LIMIT = 200_000
+DRAIN_POLL = 0.05
+#: Seconds past the grace allowed for flushing answers and closing connections.
+DRAIN_FLUSH_LIMIT = 2.0
 
 #: S3 error codes that mean "your signature or credentials were refused".
 SIGNATURE_CODES = frozenset(
@@ -340,7 +344,7 @@ class Ops:
             ProcessCollector(registry=self.registry)
         self.in_flight: set[OpsRequest] = set()
         self.draining = False
-        self._drained: list[Deferred[None]] = []
+        self.channels: weakref.WeakSet[Any] = weakref.WeakSet()
         self._resource: IResource | None = None
 
     # -- per request (O(1)) ----------------------------------------------------
@@ -392,8 +396,6 @@ class Ops:
                 request_id=ids[0].decode("latin-1"),
                 error_code=error_code,
             )
-        if self.draining and not self.in_flight:
-            self._fire_drained()
 
     # -- health and metrics ------------------------------------------------------
 
@@ -437,43 +439,54 @@ class Ops:
     # -- graceful shutdown -----------------------------------------------------------
 
     def drain(self, grace: float) -> Deferred[None]:
-        """Wait (at most *grace* seconds) for the requests in flight; then cut the rest off.
+        """Wait (at most *grace* seconds) for the requests in flight, cut off the rest,
+        then close every connection once its answer is flushed.
 
         Cutting a connection makes Klein cancel its handler, and the upload
         writer then removes its temporary file: nothing half-written stays.
+        Polls every ``DRAIN_POLL`` seconds, only while shutting down.
         """
         self.draining = True
-        if not self.in_flight:
-            return succeed(None)
-        log.info("waiting up to {grace}s for {count} request(s) in flight", grace=grace,
-                 count=len(self.in_flight))
-        d: Deferred[None] = Deferred()
-        self._drained.append(d)
-        timer: IDelayedCall = self.clock.callLater(grace, self._grace_over)  # type: ignore[attr-defined]
+        deadline = self.clock.seconds() + grace
+        if self.in_flight:
+            log.info("waiting up to {grace}s for {count} request(s) in flight", grace=grace,
+                     count=len(self.in_flight))
+        done: Deferred[None] = Deferred()
+        cut = False
 
-        def cancel_timer(result: object) -> object:
-            if timer.active():
-                timer.cancel()
-            return result
+        def step() -> None:
+            nonlocal cut
+            now = self.clock.seconds()
+            if self.in_flight and now < deadline:
+                return again()
+            if self.in_flight and not cut:
+                cut = True
+                log.warn("shutdown grace over: cutting off {count} request(s)",
+                         count=len(self.in_flight))
+                for request in list(self.in_flight):
+                    transport: Any = getattr(request.channel, "transport", None)
+                    if transport is not None:
+                        transport.abortConnection()
+                return again()
+            still_open = [c for c in list(self.channels) if _connected(c)]
+            if not still_open or now >= deadline + DRAIN_FLUSH_LIMIT:
+                done.callback(None)
+                return None
+            for channel in still_open:
+                channel.transport.loseConnection()  # after what is written is flushed
+            return again()
 
-        return d.addBoth(cancel_timer)
+        def again() -> None:
+            self.clock.callLater(DRAIN_POLL, step)  # type: ignore[attr-defined]
 
-    def _grace_over(self) -> None:
-        if not self.in_flight:
-            return
-        log.warn("shutdown grace over: cutting off {count} request(s)", count=len(self.in_flight))
-        for request in list(self.in_flight):
-            transport: Any = getattr(request.channel, "transport", None)
-            if transport is not None:
-                transport.abortConnection()
-        # Cancelled handlers clean up on the next turns of the reactor.
-        self.clock.callLater(0.2, self._fire_drained)  # type: ignore[attr-defined]
+        step()
+        return done
 
-    def _fire_drained(self) -> None:
-        waiting, self._drained = self._drained, []
-        for d in waiting:
-            if not d.called:
-                d.callback(None)
+
+def _connected(channel: Any) -> bool:
+    transport = getattr(channel, "transport", None)
+    return bool(transport is not None and getattr(transport, "connected", False)
+                and not getattr(transport, "disconnected", False))
 
 
 def _client(request: Request) -> str:
@@ -635,6 +648,12 @@ class OpsSite(Site):
     def requestFactory(self, factory: type) -> None:
         self._ops_request_factory = with_accounting(factory)
 
+    def buildProtocol(self, addr: Any) -> Any:
+        channel = super().buildProtocol(addr)
+        if channel is not None:
+            self.ops.channels.add(channel)  # weak: forgotten once the connection is gone
+        return channel
+
     def log(self, request: Any) -> None:
         """Access lines come from :meth:`Ops.request_done` instead."""
 
@@ -669,7 +688,7 @@ def resolve_ops_options(options: usage.Options, environ: Mapping[str, str]) -> N
     ``--logger`` setting on the parent options, so it goes where ``--logfile``
     and ``-n`` say text would have gone.
     """
-    grace_text = options.get("shutdown-grace") or environ.get("PLANTCDN_SHUTDOWN_GRACE") or ""
+    grace_text = str(options.get("shutdown-grace") or environ.get("PLANTCDN_SHUTDOWN_GRACE") or "")
     try:
         grace = float(grace_text) if grace_text.strip() else DEFAULT_SHUTDOWN_GRACE
     except ValueError:
@@ -684,4 +703,4 @@ def resolve_ops_options(options: usage.Options, environ: Mapping[str, str]) -> N
     parent: Any = getattr(options, "parent", None)
     if fmt == "json" and parent is not None and not parent.get("logger"):
         nodaemon = bool(parent.get("nodaemon"))
-        parent["logger"] = json_observer_factory(parent.get("logfile"), nodaemon)
+        parent["logger"] = use_json_target(parent.get("logfile"), nodaemon)
