@@ -13,6 +13,7 @@ RUNTIME = [
     "awscrt>=0.20",  # C implementations of CRC32C and CRC64NVME, as botocore itself uses
     "cryptography>=42",  # RSA-SHA1 verification of CloudFront signed URLs
     "defusedxml>=0.7",  # XML request bodies without entity expansion
+    "prometheus-client>=0.20",  # /_plantcdn/metrics exposition
 ]
 TESTS = [
     "pytest>=8",
@@ -23,6 +24,9 @@ TESTS = [
     "urllib3>=2",
     "django>=4.2",  # django-storages end-to-end tests
     "django-storages>=1.14",
+    "Pillow>=10",  # archived_processors reference worker only; never imported by plantcdn
+    "bandit>=1.7",  # the package must scan clean (tests/test_packaging.py, starter.sh scan)
+    "pip-audit>=2.7",  # starter.sh scan: known vulnerabilities of the installed dependencies
 ]
 DEV = ["ruff>=0.5", "mypy>=1.10"]
 
