@@ -177,7 +177,17 @@ def pump_file(
 
 
 def _disk_error(exc: OSError) -> S3Error:
-    """Disk trouble is the server's fault: a 5xx the client may retry, never a traceback."""
+    """Disk trouble is the server's fault: a 5xx the client may retry, never a traceback.
+
+    The exception is a key whose segment is longer than a file name may be
+    (S3 takes 1024-byte segments; a file system 255): the key's fault, a 400.
+    """
+    if exc.errno == errno.ENAMETOOLONG:
+        return S3Error(
+            "KeyTooLongError",
+            "Your key is too long: each '/'-separated segment of a key is a file or "
+            "folder name, and this one is longer than the file system allows",
+        )
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         log.error("disk full while writing an upload: {error}", error=str(exc))
         return S3Error("SlowDown", "Please reduce your request rate. (storage is full)")
