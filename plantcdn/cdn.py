@@ -44,7 +44,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 from xml.sax.saxutils import escape
 
 from attrs import frozen
-from twisted.internet.interfaces import IPullProducer
+from twisted.internet.interfaces import IPushProducer
 from twisted.web import static
 from twisted.web.iweb import IRequest
 from twisted.web.server import NOT_DONE_YET
@@ -468,12 +468,15 @@ def _method_not_allowed() -> _Refusal:
     return _Refusal(405, body, b"text/html", {"Allow": "GET, HEAD, OPTIONS"}, b"CloudFront")
 
 
-@implementer(IPullProducer)
+@implementer(IPushProducer)
 class _RangeProducer:
-    """Writes ``length`` bytes of an open file from ``offset``, one chunk per pull.
+    """Writes ``length`` bytes of an open file from ``offset`` while the transport wants them.
 
-    Bounded by the length announced in Content-Length: a file that shrank under
-    us (a hand edit) aborts the connection rather than stalling or lying.
+    A push producer: it writes chunks until the transport pauses it (its buffer
+    is full) and continues on resume, so memory per connection stays at about
+    one chunk and no cooperator (global reactor) is involved.  It is bounded by
+    the length announced in Content-Length: a file that shrank under us (a
+    hand edit) aborts the connection rather than stalling or lying.
     """
 
     def __init__(self, request: IRequest, fd: int, offset: int, length: int) -> None:
@@ -481,38 +484,53 @@ class _RangeProducer:
         self.fd: int | None = fd
         self.offset = offset
         self.remaining = length
+        self.paused = False
+        self._producing = False
 
     def start(self) -> None:
         assert self.request is not None
         self.request.notifyFinish().addBoth(lambda _: self._close())
-        self.request.registerProducer(self, False)
+        self.request.registerProducer(self, True)
+        self._produce()
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        self.paused = True
 
     def resumeProducing(self) -> None:  # noqa: N802
-        request = self.request
-        if request is None or self.fd is None:
-            return
-        try:
-            data = os.pread(self.fd, min(CHUNK, self.remaining), self.offset)
-        except OSError:
-            data = b""
-        if not data:
-            self.stopProducing()
-            request.unregisterProducer()
-            _abort(request)
-            return
-        self.offset += len(data)
-        self.remaining -= len(data)
-        done = self.remaining == 0
-        request.write(data)  # may re-enter resumeProducing
-        if done and self.request is not None:
-            self.request = None
-            request.unregisterProducer()
-            request.finish()
-            self._close()
+        self.paused = False
+        self._produce()
 
     def stopProducing(self) -> None:  # noqa: N802
         self.request = None
         self._close()
+
+    def _produce(self) -> None:
+        if self._producing:  # request.write may call back into us
+            return
+        self._producing = True
+        try:
+            while not self.paused and self.request is not None and self.fd is not None:
+                if self.remaining == 0:
+                    request, self.request = self.request, None
+                    request.unregisterProducer()
+                    request.finish()
+                    self._close()
+                    return
+                try:
+                    data = os.pread(self.fd, min(CHUNK, self.remaining), self.offset)
+                except OSError:
+                    data = b""
+                if not data:
+                    request, self.request = self.request, None
+                    self._close()
+                    request.unregisterProducer()
+                    _abort(request)
+                    return
+                self.offset += len(data)
+                self.remaining -= len(data)
+                self.request.write(data)
+        finally:
+            self._producing = False
 
     def _close(self) -> None:
         fd, self.fd = self.fd, None

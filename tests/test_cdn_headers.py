@@ -224,3 +224,33 @@ def test_treq_reads_an_object_with_its_headers(server: RunningServer, tenant: st
     assert headers.getRawHeaders("cache-control") == ["max-age=60"]
     assert headers.getRawHeaders("x-cache") == ["Miss from cloudfront"]
     assert VIA.fullmatch(headers.getRawHeaders("via")[0])
+
+
+def test_client_leaving_mid_body_releases_the_open_file(server: RunningServer, tenant: str) -> None:
+    """A download cut short closes the object file in the server (no descriptor leak)."""
+    import os
+    import socket
+
+    from conftest import wait_until
+
+    key = f"{tenant}/huge.bin"
+    put(server, key, b"\0" * (16 * 1024 * 1024))
+    target = str(server.bucket_dir(LONGTERM) / key)
+
+    def open_copies() -> int:
+        fds = f"/proc/{server.process.pid}/fd"
+        count = 0
+        for name in os.listdir(fds):
+            try:
+                count += os.readlink(f"{fds}/{name}") == target
+            except OSError:
+                pass
+        return count
+
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(f"GET /cdn/{key} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+    assert wait_until(lambda: open_copies() == 1)
+    sock.close()
+    assert wait_until(lambda: open_copies() == 0)
