@@ -15,6 +15,7 @@ from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
+from werkzeug.routing import PathConverter
 
 from plantcdn import bucketops, cors, multipart, objects, postobject
 from plantcdn.call import Handler, S3Call, Services, new_request_ids, parse_query
@@ -45,11 +46,20 @@ def request_headers(request: IRequest) -> dict[str, str]:
     return headers
 
 
+class _KeyPathConverter(PathConverter):
+    """Werkzeug's ``<path:>`` stops at a line break, but a key may hold one
+    (percent-encoded): such a request must still reach :meth:`S3App.s3` and
+    get an S3 answer, not a bare HTML 404."""
+
+    regex = r"[^/][\s\S]*?"
+
+
 class S3App:
     """The S3 API (and, mounted on it, the CDN and the service's own endpoints)."""
 
     app = Klein()
     app.url_map.merge_slashes = False
+    app.url_map.converters["path"] = _KeyPathConverter
 
     def __init__(
         self,
