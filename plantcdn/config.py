@@ -15,6 +15,7 @@ from attrs import field, frozen
 
 from plantcdn.cdnconfig import cdn_settings
 from plantcdn.cdncors import CorsPolicy
+from plantcdn.corsrules import CorsConfiguration, cors_settings
 from plantcdn.credentials import DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY, Credential
 
 __all__ = ["BucketConfig", "Config", "ConfigError", "read_dotenv"]
@@ -59,6 +60,8 @@ class Config:
     cdn_missing_status: int = 404  # 403: AccessDenied, as CloudFront with a private S3 origin
     cloudfront_public_keys: tuple[tuple[str, str], ...] = ()  # key-pair id -> PEM; () = unsigned
     cdn_cors: CorsPolicy | None = None
+    # bucket -> CORS rules applied at start (PLANTCDN_CORS_CONFIG; see plantcdn.cors)
+    bucket_cors: tuple[tuple[str, CorsConfiguration], ...] = ()
 
     @property
     def base_host(self) -> str:
@@ -136,6 +139,7 @@ class Config:
 
         try:
             cdn = cdn_settings(get, Path.cwd())
+            bucket_cors = cors_settings(get, Path.cwd(), (inbox, longterm))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
@@ -151,6 +155,7 @@ class Config:
             tenant_id_pattern=pattern,
             fsync=fsync_text in ("true", "1", "yes", "on"),
             cdn_cache_control=get("PLANTCDN_CDN_CACHE_CONTROL"),
+            bucket_cors=bucket_cors,
             **cdn,
         )
 
