@@ -107,6 +107,7 @@ class S3App:
             call = self._parse(request, request_id)
             target = call.target
             annotate(request, operation=call.operation)
+            cors.apply_cors(self.services, call)  # before the handler: errors get them too
             return await self._dispatch(call)
         except S3Error as error:
             return self._error(request, error, request_id, host_id, target)
