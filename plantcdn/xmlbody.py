@@ -41,8 +41,9 @@ __all__ = [
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _ACCEPTED_NS = ("", S3_NS)
 
-#: A response element: its name and a text value, a list of child elements, or
-#: None (the element is left out).  Booleans render as ``true``/``false``.
+#: A response element: its name (optionally followed by attributes, written by
+#: the caller) and a text value, a list of child elements, or None (the element
+#: is left out).  Booleans render as ``true``/``false``.
 Node: TypeAlias = "tuple[str, str | int | bool | Iterable[Node] | None]"
 
 
@@ -129,13 +130,16 @@ def _text(value: str | int | bool) -> str:
 
 
 def _render_into(out: list[str], node: Node) -> None:
-    name, value = node
+    opening, value = node
     if value is None:
         return
+    # A name may carry attributes after a space (``Grantee xsi:type="..."``):
+    # they go in the opening tag only.
+    name = opening.split(" ", 1)[0]
     if isinstance(value, str | int | bool):
-        out.append(f"<{name}>{_text(value)}</{name}>")
+        out.append(f"<{opening}>{_text(value)}</{name}>")
         return
-    out.append(f"<{name}>")
+    out.append(f"<{opening}>")
     for sub in value:
         _render_into(out, sub)
     out.append(f"</{name}>")
