@@ -123,9 +123,10 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
     """Start a daemon with extra environment settings, stopped after the test."""
     started: list[RunningServer] = []
 
-    def start(**env: str) -> RunningServer:
-        data = tmp_path / f"data{len(started)}"
-        data.mkdir()
+    def start(data_dir: Path | None = None, **env: str) -> RunningServer:
+        """*data_dir*: reuse a stopped daemon's folders (restart tests)."""
+        data = data_dir or tmp_path / f"data{len(started)}"
+        data.mkdir(exist_ok=True)
         running = RunningServer(data, clean_env({"PLANTCDN_FSYNC": "false", **env}))
         started.append(running)
         return running
