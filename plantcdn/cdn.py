@@ -47,7 +47,7 @@ from attrs import frozen
 from twisted.internet.interfaces import IPushProducer
 from twisted.web import static
 from twisted.web.iweb import IRequest
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from plantcdn.call import new_request_ids, parse_query
@@ -174,7 +174,7 @@ class CdnResource(static.File):
 
     # -- dispatch -------------------------------------------------------------
 
-    def render(self, request: IRequest) -> bytes | int:
+    def render(self, request: Request) -> bytes | int:
         """GET, HEAD and OPTIONS; anything else is refused as the distribution would."""
         self._edge_headers(request)
         method = request.method
@@ -191,7 +191,7 @@ class CdnResource(static.File):
 
     # -- the object -----------------------------------------------------------
 
-    def _serve(self, request: IRequest, *, head: bool) -> bytes | int:
+    def _serve(self, request: Request, *, head: bool) -> bytes | int:
         key = self._key_of(request.path)
         fd = self._open(key) if key is not None else None
         if key is None or fd is None:
@@ -224,7 +224,7 @@ class CdnResource(static.File):
         return NOT_DONE_YET
 
     def _prepare(
-        self, request: IRequest, key: str, fd: int
+        self, request: Request, key: str, fd: int
     ) -> tuple[ServedVersion, tuple[int, int] | None]:
         """Set the response status and headers; return the byte span to send (None: 304)."""
         st = os.fstat(fd)
@@ -350,7 +350,7 @@ class CdnResource(static.File):
 
     # -- signed URLs and cookies, CORS preflight ---------------------------------
 
-    def _verify_signature(self, request: IRequest) -> None:
+    def _verify_signature(self, request: Request) -> None:
         uri = request.uri.decode("latin-1")
         host = _text(request.getHeader(b"host")) or self.config.base_host
         scheme = "https" if request.isSecure() else self.scheme
@@ -373,7 +373,7 @@ class CdnResource(static.File):
             raise _Refusal(denied.status, denied.render_xml(),
                            CLOUDFRONT_ERROR_TYPE.encode("ascii"), {}, b"CloudFront") from None
 
-    def _preflight(self, request: IRequest) -> bytes:
+    def _preflight(self, request: Request) -> bytes:
         """Answer a CORS preflight from the configured response headers policy."""
         headers = preflight_headers(
             self.cors,
@@ -394,7 +394,7 @@ class CdnResource(static.File):
 
     # -- responses ----------------------------------------------------------------
 
-    def _edge_headers(self, request: IRequest) -> None:
+    def _edge_headers(self, request: Request) -> None:
         """Headers every response through a CloudFront edge carries."""
         set_header = request.responseHeaders.setRawHeaders
         set_header(b"Server", [b"AmazonS3"])
@@ -403,7 +403,7 @@ class CdnResource(static.File):
         # X-Amz-Cf-Id: 56 characters of URL-safe base64, unique per response.
         set_header(b"X-Amz-Cf-Id", [base64.urlsafe_b64encode(os.urandom(40))])
 
-    def _cors(self, request: IRequest) -> None:
+    def _cors(self, request: Request) -> None:
         """The policy's CORS headers, on every answer to a CORS request (errors too)."""
         origin = request.getHeader(b"origin")
         if origin is not None:
@@ -423,7 +423,7 @@ class CdnResource(static.File):
         body = render_error_xml(error, request_id=request_id, host_id=host_id)
         return _Refusal(error.status, body, b"application/xml", error.headers, b"AmazonS3")
 
-    def _refuse(self, request: IRequest, refusal: _Refusal) -> bytes:
+    def _refuse(self, request: Request, refusal: _Refusal) -> bytes:
         headers = request.responseHeaders
         for name in (b"ETag", b"Last-Modified", b"Accept-Ranges", b"Content-Encoding", b"Age",
                      b"Content-Range"):
@@ -432,8 +432,8 @@ class CdnResource(static.File):
         headers.setRawHeaders(b"Server", [refusal.server])
         headers.setRawHeaders(b"X-Cache", [b"Error from cloudfront"])
         headers.setRawHeaders(b"Content-Type", [refusal.content_type])
-        for name, value in refusal.headers.items():
-            headers.setRawHeaders(name.encode("latin-1"), [value.encode("latin-1")])
+        for text, value in refusal.headers.items():
+            headers.setRawHeaders(text.encode("latin-1"), [value.encode("latin-1")])
         if self.cors is not None:
             self._cors(request)
         if request.method == b"HEAD":
@@ -479,8 +479,8 @@ class _RangeProducer:
     hand edit) aborts the connection rather than stalling or lying.
     """
 
-    def __init__(self, request: IRequest, fd: int, offset: int, length: int) -> None:
-        self.request: IRequest | None = request
+    def __init__(self, request: Request, fd: int, offset: int, length: int) -> None:
+        self.request: Request | None = request
         self.fd: int | None = fd
         self.offset = offset
         self.remaining = length
@@ -554,7 +554,7 @@ def _read_exactly(fd: int, offset: int, length: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _conditional_headers(request: IRequest) -> dict[str, str]:
+def _conditional_headers(request: Request) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name in ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since"):
         value = request.getHeader(name.encode("ascii"))
@@ -589,7 +589,7 @@ def _close(fd: int) -> None:
         pass
 
 
-def _abort(request: IRequest) -> None:
+def _abort(request: Request) -> None:
     """A response already under way cannot carry an error: cut the connection."""
     transport: Any = getattr(getattr(request, "channel", None), "transport", None)
     if transport is not None:
