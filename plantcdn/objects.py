@@ -19,6 +19,7 @@ from plantcdn.conditions import NOT_MODIFIED, etag_matches, evaluate_preconditio
 from plantcdn.digests import ALGORITHMS, DigestResult, PayloadDigest, checksums_from_headers
 from plantcdn.errors import S3Error
 from plantcdn.storage import Bucket, ObjectMeta, StoredObject
+from plantcdn.streaming import streamed_sink
 from plantcdn.verification import user_metadata
 from plantcdn.writer import MAX_PUT_SIZE, UploadWriter, pump_file
 
@@ -191,18 +192,26 @@ def check_write_conditions(svc: Services, call: S3Call, bucket: Bucket, key: str
             raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"})
 
 
-async def put_object(svc: Services, call: S3Call) -> bytes:
+def prepare_put(svc: Services, call: S3Call) -> UploadWriter:
+    """Every check PutObject makes before reading a byte of the body, then its writer."""
     key = _key(call)
     svc.verifier.check_write_key(key)
     bucket = _bucket(svc, call)
     check_write_headers(call)
     declared_length(call)
-    user_meta = user_metadata(call.headers)
+    user_metadata(call.headers)
     digest, decoder = payload_reader(call)
     check_write_conditions(svc, call, bucket, key)
-    writer = UploadWriter(svc.storage, bucket, key, digest=digest, decoder=decoder)
-    await pump_file(call.request.content, writer, svc.cooperator)
-    check_write_conditions(svc, call, bucket, key)
+    return UploadWriter(svc.storage, bucket, key, digest=digest, decoder=decoder)
+
+
+async def put_object(svc: Services, call: S3Call) -> bytes:
+    writer: UploadWriter | None = streamed_sink(call)
+    if writer is None:
+        writer = prepare_put(svc, call)
+        await pump_file(call.request.content, writer, svc.cooperator)
+    check_write_conditions(svc, call, writer.bucket, writer.key)
+    user_meta = user_metadata(call.headers)
     now = svc.clock.seconds()
     meta = writer.finish(lambda result: describe_upload(call, result, user_meta=user_meta, now=now))
     call.set_header("ETag", meta.etag)

@@ -27,6 +27,7 @@ from plantcdn.postpolicy import (
     verify_post_signature,
 )
 from plantcdn.storage import Bucket, ObjectMeta
+from plantcdn.streaming import streamed_sink
 from plantcdn.verification import user_metadata
 from plantcdn.writer import MAX_PUT_SIZE, UploadWriter, pump_file
 
@@ -191,12 +192,19 @@ def _success(call: S3Call, fields: Mapping[str, str], bucket: str, key: str,
     return b""
 
 
-async def post_object(svc: Services, call: S3Call) -> bytes:
+def start_post(svc: Services, call: S3Call) -> PostUpload:
+    """A form upload ready to be fed the body (checks needing no body come first)."""
     assert call.target.bucket is not None
     bucket = svc.storage.bucket(call.target.bucket)
-    content_type = call.headers.get("content-type", "")
-    upload = PostUpload(svc, bucket, content_type, now=call.now)
-    await pump_file(call.request.content, upload, svc.cooperator, until=lambda: upload.complete)
+    return PostUpload(svc, bucket, call.headers.get("content-type", ""), now=call.now)
+
+
+async def post_object(svc: Services, call: S3Call) -> bytes:
+    upload: PostUpload | None = streamed_sink(call)
+    if upload is None:
+        upload = start_post(svc, call)
+        await pump_file(call.request.content, upload, svc.cooperator, until=lambda: upload.complete)
+    bucket = upload.bucket
     meta = upload.finish()
     assert upload.key is not None
     location = post_location(call, svc.config.base_url, bucket.name, upload.key)

@@ -7,6 +7,7 @@ handler.  Any :class:`S3Error` reaches one place that writes AWS's XML.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from klein import Klein
@@ -26,13 +27,21 @@ from plantcdn.ops import OPS_PREFIX, Ops, annotate
 from plantcdn.routing import Target, operation_for, resolve_target
 from plantcdn.sigv4 import RequestParts
 from plantcdn.storage import Storage
+from plantcdn.streaming import StreamedUpload
 from plantcdn.verification import Verifier
+from plantcdn.writer import Sink
 
 __all__ = ["S3App"]
 
 log = Logger()
 
 ALL_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH"]
+
+#: Operations whose bodies stream straight into storage, and what prepares them.
+STREAMED: dict[str, Callable[[Services, S3Call], Sink]] = {
+    "PutObject": lambda svc, call: objects.prepare_put(svc, call),
+    "PostObject": lambda svc, call: postobject.start_post(svc, call),
+}
 
 #: Operations that authenticate themselves (form signatures, CORS preflight).
 SELF_AUTHENTICATING = frozenset({"PostObject", "Preflight"})
@@ -96,15 +105,44 @@ class S3App:
         """``/cdn/{key}``: the long-term bucket as CloudFront serves it (see plantcdn.cdn)."""
         return self.cdn
 
+    def body_router(self, request: IRequest, length: int | None) -> StreamedUpload | None:
+        """Called by :class:`~plantcdn.request.PlantRequest` once the headers are in:
+        a sink that verifies and writes an upload's body as it arrives, or None to
+        let Twisted spool the body (requests whose body is small or not an object)."""
+        if request.path.startswith((b"/cdn/", OPS_PREFIX.encode("ascii"))):
+            return None
+        request_id, host_id = new_request_ids()
+        call = self._parse(request, request_id)
+        prepare = STREAMED.get(call.operation)
+        if prepare is None:
+            return None
+        stream = StreamedUpload(call, host_id)
+        annotate(request, operation=call.operation)
+        try:
+            if call.operation not in SELF_AUTHENTICATING:
+                call.auth = self.services.verifier.authenticate(call.parts, now=call.now)
+                self.services.verifier.check_bucket_owner(call.headers)
+            stream.inner = prepare(self.services, call)
+        except S3Error as error:
+            stream.failed = error
+        return stream
+
     @app.route("/", branch=True, methods=ALL_METHODS, strict_slashes=False)
     async def s3(self, request: IRequest) -> Any:
-        request_id, host_id = new_request_ids()
+        streamed = getattr(request, "body_sink", None)
+        if isinstance(streamed, StreamedUpload):
+            request_id, host_id = streamed.call.request_id, streamed.host_id
+        else:
+            request_id, host_id = new_request_ids()
         request.setHeader(b"x-amz-request-id", request_id.encode("ascii"))
         request.setHeader(b"x-amz-id-2", host_id.encode("ascii"))
         request.setHeader(b"Server", b"AmazonS3")
         target = Target(None, None, False)
         try:
-            call = self._parse(request, request_id)
+            if isinstance(streamed, StreamedUpload):
+                call = streamed.call
+            else:
+                call = self._parse(request, request_id)
             target = call.target
             annotate(request, operation=call.operation)
             cors.apply_cors(self.services, call)  # before the handler: errors get them too
@@ -144,7 +182,7 @@ class S3App:
 
     async def _dispatch(self, call: S3Call) -> Any:
         handler = self.handlers.get(call.operation)
-        if call.operation not in SELF_AUTHENTICATING:
+        if call.auth is None and call.operation not in SELF_AUTHENTICATING:
             call.auth = self.services.verifier.authenticate(call.parts, now=call.now)
             self.services.verifier.check_bucket_owner(call.headers)
         if handler is None:

@@ -11,8 +11,8 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from plantcdn.config import Config
-from plantcdn.request import PlantRequest
 from plantcdn.ops import Ops, OpsSite
+from plantcdn.request import PlantRequest
 from plantcdn.s3app import S3App
 from plantcdn.storage import Storage
 
@@ -30,6 +30,7 @@ def make_site(
     app = S3App(config, storage, clock=clock, ops=ops)
     site = OpsSite(app.resource(), ops=ops, parsePOSTFormSubmission=False)
     site.requestFactory = PlantRequest
+    site.body_router = app.body_router  # type: ignore[attr-defined]  # see plantcdn.request
     site.displayTracebacks = False
     site.noisy = False
     return site
