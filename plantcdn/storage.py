@@ -259,6 +259,26 @@ class Storage:
                 self._meta_path(bucket, key, old_inode).unlink()
         return meta
 
+    def update_meta(self, bucket: Bucket, found: StoredObject, key: str, meta: ObjectMeta) -> bool:
+        """Rewrite the metadata of the very file *found* describes (tagging, ACL).
+
+        Written atomically for the same inode; False (and nothing kept) when the
+        object was replaced or removed meanwhile, so the caller can answer as S3
+        does for a key that is gone.
+        """
+        path = self._meta_path(bucket, key, found.inode)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_atomic(path, meta.to_json())
+        try:
+            current = os.stat(found.path).st_ino
+        except OSError:
+            current = None
+        if current != found.inode:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return False
+        return True
+
     def delete(self, bucket: Bucket, key: str) -> bool:
         """Remove *key* (and its metadata and now-empty parent folders)."""
         found = self.find(bucket, key)
