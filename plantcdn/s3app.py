@@ -120,7 +120,12 @@ class S3App:
         annotate(request, operation=call.operation)
         try:
             if call.operation not in SELF_AUTHENTICATING:
-                call.auth = self.services.verifier.authenticate(call.parts, now=call.now)
+                call.auth = self.services.verifier.authenticate(
+                    call.parts,
+                    now=call.now,
+                    bucket=call.target.bucket,
+                    virtual_hosted=call.target.virtual_hosted,
+                )
                 self.services.verifier.check_bucket_owner(call.headers)
             stream.inner = prepare(self.services, call)
         except S3Error as error:
@@ -183,7 +188,12 @@ class S3App:
     async def _dispatch(self, call: S3Call) -> Any:
         handler = self.handlers.get(call.operation)
         if call.auth is None and call.operation not in SELF_AUTHENTICATING:
-            call.auth = self.services.verifier.authenticate(call.parts, now=call.now)
+            call.auth = self.services.verifier.authenticate(
+                call.parts,
+                now=call.now,
+                bucket=call.target.bucket,
+                virtual_hosted=call.target.virtual_hosted,
+            )
             self.services.verifier.check_bucket_owner(call.headers)
         if handler is None:
             raise S3Error(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from plantcdn import sigv4
+from plantcdn import sigv2, sigv4
 from plantcdn.config import Config
 from plantcdn.credentials import Credential
 from plantcdn.errors import S3Error
@@ -33,8 +33,24 @@ class Verifier:
         self.config = config
         self.credentials: Mapping[str, Credential] = config.credential_map()
 
-    def authenticate(self, parts: sigv4.RequestParts, *, now: float) -> sigv4.AuthResult:
-        """Who signed the request; any flaw raises the S3 error AWS would send."""
+    def authenticate(
+        self,
+        parts: sigv4.RequestParts,
+        *,
+        now: float,
+        bucket: str | None = None,
+        virtual_hosted: bool = False,
+    ) -> sigv4.AuthResult:
+        """Who signed the request; any flaw raises the S3 error AWS would send.
+
+        SigV2 (``Authorization: AWS key:sig`` or ``?AWSAccessKeyId=&Signature=``)
+        is still accepted by S3 and still produced by boto3's default
+        ``generate_presigned_url`` against a custom endpoint, so it is verified too.
+        """
+        if sigv2.is_sigv2(parts):
+            return sigv2.authenticate_v2(
+                parts, self.credentials, now=now, bucket=bucket, virtual_hosted=virtual_hosted
+            )
         return sigv4.authenticate(parts, self.credentials, now=now, region=self.config.region)
 
     def check_bucket_owner(self, headers: Mapping[str, str]) -> None:
