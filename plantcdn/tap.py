@@ -6,6 +6,7 @@ frozen :class:`~plantcdn.config.Config`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +27,36 @@ __all__ = ["Options", "is_loopback_endpoint", "makeService"]
 
 log = Logger()
 
-_LOOPBACK_HOSTS = ("127.", "::1", "localhost", "0:0:0:0:0:0:0:1")
+
+def _endpoint_args(description: str) -> list[str]:
+    """Split an endpoint string on unescaped ``:`` and drop the ``\\`` escapes,
+    as Twisted's endpoint parser does (``tcp6:8001:interface=\\:\\:1``)."""
+    args: list[str] = []
+    current: list[str] = []
+    chars = iter(description)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, ""))
+        elif char == ":":
+            args.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    args.append("".join(current))
+    return args
+
+
+def _is_loopback_host(host: str) -> bool:
+    """An IP literal in 127.0.0.0/8 or ``::1``, or the name ``localhost`` itself:
+    any other name may resolve to a public address."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def is_loopback_endpoint(description: str) -> bool:
@@ -36,17 +66,16 @@ def is_loopback_endpoint(description: str) -> bool:
     with an explicit loopback ``interface``; anything else (``systemd:``,
     a bare ``tcp:8001``) may face the network.
     """
-    kind, _, rest = description.partition(":")
+    kind, *args = _endpoint_args(description)
     kind = kind.strip().lower()
     if kind == "unix":
         return True
     if kind not in ("tcp", "tcp6", "ssl"):
         return False
-    for arg in rest.split(":"):
+    for arg in args:
         name, eq, value = arg.partition("=")
         if eq and name.strip() == "interface":
-            value = value.strip().replace("\\", "")
-            return value.startswith(_LOOPBACK_HOSTS)
+            return _is_loopback_host(value.strip())
     return False
 
 
