@@ -447,3 +447,35 @@ def test_changes_apply_at_once(s3: Any, daemon: RunningServer) -> None:
     status, _, body = preflight(daemon, f"/{INBOX}", method="GET")
     assert status == 403
     assert error_of(body)["Message"] == "CORSResponse: CORS is not enabled for this bucket."
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="refusals answered while the body streams (StreamedUpload.render_error in "
+    "plantcdn/streaming.py) do not carry the CORS headers apply_cors sets on the request",
+)
+def test_refused_browser_post_carries_the_rule_headers(s3: Any, daemon: RunningServer) -> None:
+    """A POST refused by its policy still tells an allowed page why (S3 adds CORS to errors)."""
+    s3.put_bucket_cors(Bucket=INBOX, CORSConfiguration=RULES)
+    form = daemon.client().generate_presigned_post(  # type: ignore[attr-defined]
+        INBOX, "company_1/plant_1/late.png", ExpiresIn=-60
+    )["fields"]
+    boundary = "plantcdnBoundary"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in form.items()
+    ]
+    body = (
+        "".join(parts)
+        + f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+        + f"png\r\n--{boundary}--\r\n"
+    ).encode()
+    status, headers, answer = raw(
+        daemon,
+        "POST",
+        f"/{INBOX}",
+        {"Origin": DJANGO, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        body,
+    )
+    assert (status, error_of(answer)["Code"]) == (403, "AccessDenied")
+    assert headers.get("access-control-allow-origin") == DJANGO
