@@ -1,0 +1,550 @@
+"""plantcdn benchmark: throughput, latency, peak RSS and CPU of the real daemon.
+
+Usage (from the repository root, after ``bash scripts/test.sh`` made ``.venv``)::
+
+    .venv/bin/python bench/run.py            # full run (1 GiB uploads), a few minutes
+    .venv/bin/python bench/run.py --quick    # small sizes, ~1 minute
+    .venv/bin/python bench/run.py --refs     # also nginx (and moto if installed) side by side
+
+Load for small requests comes from ``wrk`` (Debian package ``wrk``) replaying
+pre-signed requests from a Lua script, so the client is not the bottleneck;
+large transfers use a streaming Python client.  Every scenario is run
+``--runs`` times and the median is reported, with the server's peak RSS
+(VmHWM, reset between scenarios) and CPU seconds, and the status mix: a run
+with any unexpected status is marked as not a result.  Results are written to
+``bench/results/latest.json`` and ``latest.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
+from botocore.config import Config as BotoConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCESS = "PLANTCDNDEVACCESSKEY"
+SECRET = "plantcdn-dev-secret-key-do-not-use-in-prod"
+REGION = "us-east-1"
+INBOX = "plantdb-inbox"
+LONGTERM = "plantdb-longterm"
+KiB = 1024
+MiB = 1024 * KiB
+
+
+# -- the server under test -----------------------------------------------------------
+
+
+class Daemon:
+    """``twistd -n plantcdn`` on a free loopback port, with /proc readings of its process."""
+
+    def __init__(self, data: Path, *, fsync: bool, workers: int | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PLANTCDN_"))}
+        env["PLANTCDN_FSYNC"] = "true" if fsync else "false"
+        twistd = str(Path(sys.executable).with_name("twistd"))
+        args = [twistd, "-n", "--pidfile=", f"--logfile={data / 'plantcdn.log'}", "plantcdn",
+                "--listen", "tcp:0:interface=127.0.0.1", "--data-dir", str(data)]
+        if workers:
+            args += ["--workers", str(workers)]
+        self.process = subprocess.Popen(args, cwd=data, env=env)
+        self.port = 0
+        deadline = time.monotonic() + 30
+        log = data / "plantcdn.log"
+        while time.monotonic() < deadline and self.port == 0:
+            if log.exists():
+                m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", log.read_text())
+                if m:
+                    self.port = int(m.group(1))
+            time.sleep(0.05)
+        if not self.port:
+            self.stop()
+            raise RuntimeError("plantcdn did not start")
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def reset_peak(self) -> None:
+        for pid in self.pids():
+            try:
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
+            except OSError:
+                pass
+
+    def pids(self) -> list[int]:
+        pids = [self.process.pid]
+        try:
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+            pids += [int(p) for p in children.read_text().split()]
+        except OSError:
+            pass
+        return pids
+
+    def peak_rss_mib(self) -> float:
+        peak = 0
+        for pid in self.pids():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            m = re.search(r"VmHWM:\s+(\d+) kB", status)
+            if m:
+                peak = max(peak, int(m.group(1)))
+        return peak / 1024
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+# -- signing helpers ---------------------------------------------------------------
+
+
+class _KnownPayloadAuth(botocore.auth.S3SigV4Auth):
+    """SigV4 with a payload hash computed beforehand (a body streamed later)."""
+
+    payload_hash: str | None = None
+
+    def payload(self, request: Any) -> str:
+        return self.payload_hash or super().payload(request)
+
+
+def signed_put(url: str, body: bytes, headers: dict[str, str] | None = None,
+               payload_hash: str | None = None) -> dict[str, str]:
+    """Headers of a SigV4 PutObject with the real payload hash (valid for 15 minutes)."""
+    request = botocore.awsrequest.AWSRequest(method="PUT", url=url, data=body,
+                                             headers=headers or {})
+    creds = botocore.credentials.Credentials(ACCESS, SECRET)
+    auth = _KnownPayloadAuth(creds, "s3", REGION)
+    auth.payload_hash = payload_hash
+    auth.add_auth(request)
+    prepared = request.prepare()
+    return {k: v for k, v in prepared.headers.items()}
+
+
+def client(url: str, **config: Any) -> Any:
+    return boto3.client(
+        "s3", endpoint_url=url, region_name=REGION, aws_access_key_id=ACCESS,
+        aws_secret_access_key=SECRET,
+        config=BotoConfig(s3={"addressing_style": "path"}, signature_version="s3v4",
+                          request_checksum_calculation="when_required", **config),
+    )
+
+
+# -- wrk ---------------------------------------------------------------------------
+
+WRK_LUA = r"""
+wrk.method = "%(method)s"
+%(headers)s
+%(body)s
+done = function(summary, latency, requests)
+  io.write(string.format(
+    'WRKJSON {"requests": %%d, "duration_us": %%d, "p50_ms": %%.3f, "p99_ms": %%.3f, ' ..
+    '"errors": %%d, "non_2xx": %%d}\n',
+    summary.requests, summary.duration, latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000,
+    summary.errors.connect + summary.errors.read + summary.errors.write +
+    summary.errors.timeout, summary.errors.status))
+end
+"""
+
+
+def wrk(url: str, *, method: str = "GET", headers: dict[str, str] | None = None,
+        body_file: Path | None = None, connections: int = 16, seconds: int = 5,
+        threads: int = 2) -> dict[str, Any]:
+    """One wrk run; the Lua script replays the same (pre-signed) request."""
+    lua_headers = "\n".join(
+        f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items()
+        if k.lower() not in ("host",)
+    )
+    lua_body = ""
+    if body_file is not None:
+        lua_body = f'local f = io.open("{body_file}", "rb"); wrk.body = f:read("*a"); f:close()'
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_LUA % {"method": method, "headers": lua_headers, "body": lua_body})
+    try:
+        out = subprocess.run(
+            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+             "--latency", "-s", script.name, url],
+            capture_output=True, text=True, timeout=seconds + 60, check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
+    result: dict[str, Any] = json.loads(line[len("WRKJSON "):])
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+# -- scenarios -------------------------------------------------------------------------
+
+
+def pattern(size: int, step: int = MiB) -> Iterator[bytes]:
+    block = (b"plantcdn-benchmark-" * (step // 19 + 1))[:step]
+    sent = 0
+    while sent < size:
+        piece = block[: min(step, size - sent)]
+        sent += len(piece)
+        yield piece
+
+
+def sha256_of(size: int) -> str:
+    digest = hashlib.sha256()
+    for piece in pattern(size):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+def big_put(daemon: Daemon, size: int) -> dict[str, Any]:
+    """One PutObject of *size* bytes with its real SHA-256, streamed by the client."""
+    key = f"company_1/plant_1/bench-{size}.bin"
+    url = f"{daemon.url}/{INBOX}/{key}"
+    headers = signed_put(url, b"", payload_hash=sha256_of(size))
+    headers["Content-Length"] = str(size)
+    conn = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=600)
+    start = time.perf_counter()
+    conn.putrequest("PUT", f"/{INBOX}/{key}", skip_accept_encoding=True)
+    for k, v in headers.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    for piece in pattern(size):
+        conn.send(piece)
+    response = conn.getresponse()
+    response.read()
+    elapsed = time.perf_counter() - start
+    return {"status": response.status, "seconds": elapsed, "mb_s": size / MiB / elapsed}
+
+
+def big_post(daemon: Daemon, size: int) -> dict[str, Any]:
+    """One presigned POST of *size* bytes, the multipart body streamed by the client."""
+    post = client(daemon.url).generate_presigned_post(
+        INBOX, f"company_1/plant_1/post-{size}.bin",
+        Conditions=[["content-length-range", 0, size]],
+    )
+    boundary = "----plantcdnbench"
+    pre = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+        for k, v in post["fields"].items()
+    )
+    pre += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="b.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n")
+    post_end = f"\r\n--{boundary}--\r\n".encode()
+    length = len(pre.encode()) + size + len(post_end)
+    conn = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=600)
+    start = time.perf_counter()
+    conn.putrequest("POST", f"/{INBOX}", skip_accept_encoding=True)
+    conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+    conn.putheader("Content-Length", str(length))
+    conn.endheaders()
+    conn.send(pre.encode())
+    for piece in pattern(size):
+        conn.send(piece)
+    conn.send(post_end)
+    response = conn.getresponse()
+    response.read()
+    elapsed = time.perf_counter() - start
+    return {"status": response.status, "seconds": elapsed, "mb_s": size / MiB / elapsed}
+
+
+def oversize_post_consumed(daemon: Daemon, size: int, maximum: int) -> dict[str, Any]:
+    """Bytes a POST of *size* against a *maximum* content-length-range had sent when
+    the server's answer arrived."""
+    post = client(daemon.url).generate_presigned_post(
+        INBOX, "company_1/plant_1/oversize.bin", Conditions=[["content-length-range", 0, maximum]]
+    )
+    boundary = "----plantcdnbench"
+    pre = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+        for k, v in post["fields"].items()
+    )
+    pre += f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="o"\r\n\r\n'
+    head = (f"POST /{INBOX} HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"Content-Length: {len(pre) + size + 8}\r\n\r\n").encode() + pre.encode()
+    sock = socket.create_connection(("127.0.0.1", daemon.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * KiB)
+    sock.sendall(head)
+    sent = 0
+    block = b"o" * (64 * KiB)
+    answer = b""
+    sock.setblocking(False)
+    while sent < size:
+        readable, writable, _ = select.select([sock], [sock], [], 5)
+        if readable:
+            answer = sock.recv(4096)
+            break
+        if writable:
+            try:
+                sent += sock.send(block[: min(len(block), size - sent)])
+            except BlockingIOError:
+                pass
+    sock.close()
+    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else 0
+    return {"status": status, "sent_mib": sent / MiB, "maximum_mib": maximum / MiB,
+            "code": "EntityTooLarge" if b"EntityTooLarge" in answer else None}
+
+
+def multipart_upload(daemon: Daemon, size: int, scratch: Path) -> dict[str, Any]:
+    from boto3.s3.transfer import TransferConfig
+
+    path = scratch / "multipart.bin"
+    with path.open("wb") as f:
+        for piece in pattern(size):
+            f.write(piece)
+    s3 = client(daemon.url)
+    start = time.perf_counter()
+    s3.upload_file(str(path), INBOX, f"company_1/plant_1/mp-{size}.bin",
+                   Config=TransferConfig(multipart_threshold=8 * MiB, multipart_chunksize=16 * MiB,
+                                         max_concurrency=4))
+    elapsed = time.perf_counter() - start
+    path.unlink()
+    return {"status": 200, "seconds": elapsed, "mb_s": size / MiB / elapsed}
+
+
+def list_10k(daemon: Daemon, data: Path, count: int) -> dict[str, Any]:
+    """ListObjectsV2 over *count* keys (written as files directly, like a person copying in)."""
+    folder = data / "s3_inbox" / "company_9" / "plant_9"
+    for i in range(count):
+        sub = folder / f"d{i % 100:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"k{i:05d}.txt").write_bytes(b"x")
+    s3 = client(daemon.url)
+    start = time.perf_counter()
+    keys = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=INBOX, Prefix="company_9/plant_9/"
+    ):
+        keys += page.get("KeyCount", 0)
+    elapsed = time.perf_counter() - start
+    return {"status": 200 if keys == count else 500, "seconds": elapsed, "keys": keys}
+
+
+# -- orchestration -----------------------------------------------------------------------
+
+
+def measured(daemon: Daemon, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    daemon.reset_peak()
+    cpu = daemon.cpu_seconds()
+    result = fn()
+    result["peak_rss_mib"] = round(daemon.peak_rss_mib(), 1)
+    result["cpu_s"] = round(daemon.cpu_seconds() - cpu, 2)
+    return result
+
+
+def median_of(runs: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def ok_statuses(result: dict[str, Any], expected: int) -> bool:
+    if "non_2xx" not in result:
+        return result.get("status") == expected
+    return result["non_2xx"] == 0 and result["errors"] == 0 and result["requests"] > 0
+
+
+def run_small(daemon: Daemon, data: Path, args: argparse.Namespace,
+              label: str) -> dict[str, Any]:
+    """64 KiB PUT (SigV4, real payload hash), GET via /cdn and via GetObject."""
+    body = (b"0123456789abcdef" * 4096)[: 64 * KiB]
+    body_file = data / "body64k.bin"
+    body_file.write_bytes(body)
+    key = "company_1/plant_1/bench64k.webp"
+    put_url = f"{daemon.url}/{LONGTERM}/{key}"
+    put_headers = signed_put(put_url, body, {"Content-Type": "image/webp"})
+    s3 = client(daemon.url)
+    s3.put_object(Bucket=LONGTERM, Key=key, Body=body, ContentType="image/webp")
+    get_url = s3.generate_presigned_url("get_object", Params={"Bucket": LONGTERM, "Key": key})
+    out: dict[str, Any] = {}
+    scenarios: list[tuple[str, Callable[[], dict[str, Any]], int]] = [
+        (f"PUT 64 KiB SigV4 c{args.connections}", lambda: wrk(
+            put_url, method="PUT", headers=put_headers, body_file=body_file,
+            connections=args.connections, seconds=args.seconds), 200),
+        (f"PUT 64 KiB SigV4 c64", lambda: wrk(
+            put_url, method="PUT", headers=put_headers, body_file=body_file,
+            connections=64, seconds=args.seconds), 200),
+        (f"GET 64 KiB /cdn c{args.connections}", lambda: wrk(
+            f"{daemon.url}/cdn/{key}", connections=args.connections, seconds=args.seconds), 200),
+        ("GET 64 KiB /cdn c64", lambda: wrk(
+            f"{daemon.url}/cdn/{key}", connections=64, seconds=args.seconds), 200),
+        (f"GET 64 KiB GetObject c{args.connections}", lambda: wrk(
+            get_url, connections=args.connections, seconds=args.seconds), 200),
+    ]
+    for name, fn, expected in scenarios:
+        runs = [measured(daemon, fn) for _ in range(args.runs)]
+        out[f"{label}: {name}"] = summarize(runs, expected, "rps")
+    return out
+
+
+def summarize(runs: list[dict[str, Any]], expected: int, metric: str) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "runs": runs,
+        "valid": all(ok_statuses(r, expected) for r in runs),
+        metric: round(median_of(runs, metric), 1),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+        "cpu_s": round(median_of(runs, "cpu_s"), 2),
+    }
+    for extra in ("p50_ms", "p99_ms", "seconds"):
+        if extra in runs[0]:
+            summary[extra] = round(median_of(runs, extra), 3)
+    return summary
+
+
+def nginx_reference(folder: Path, args: argparse.Namespace) -> dict[str, Any] | None:
+    """nginx serving the same long-term folder: the ceiling /cdn is compared with."""
+    if shutil.which("nginx") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        conf = Path(tmp) / "nginx.conf"
+        conf.write_text(
+            f"worker_processes 1; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/error.log;\n"
+            "events { worker_connections 1024; }\n"
+            f"http {{ access_log off; client_body_temp_path {tmp}; proxy_temp_path {tmp};\n"
+            f"  fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp};\n"
+            f"  server {{ listen 127.0.0.1:{port}; location /cdn/ {{ alias {folder}/; }} }} }}\n"
+        )
+        proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", tmp])
+        time.sleep(0.5)
+        try:
+            url = f"http://127.0.0.1:{port}/cdn/company_1/plant_1/bench64k.webp"
+            out = {}
+            for conns in (args.connections, 64):
+                runs = [wrk(url, connections=conns, seconds=args.seconds) for _ in range(args.runs)]
+                for r in runs:
+                    r.update(peak_rss_mib=0.0, cpu_s=0.0)
+                out[f"nginx: GET 64 KiB c{conns}"] = summarize(runs, 200, "rps")
+            return out
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def run_large(daemon: Daemon, data: Path, args: argparse.Namespace) -> dict[str, Any]:
+    size = args.large_mib * MiB
+    out: dict[str, Any] = {}
+    for name, fn in [
+        (f"PutObject {args.large_mib} MiB", lambda: big_put(daemon, size)),
+        (f"presigned POST {args.large_mib} MiB", lambda: big_post(daemon, size)),
+        (f"multipart upload_file {args.large_mib} MiB",
+         lambda: multipart_upload(daemon, size, data)),
+    ]:
+        runs = [measured(daemon, fn) for _ in range(args.large_runs)]
+        expected = 204 if "POST" in name else 200
+        out[name] = summarize(runs, expected, "mb_s")
+    runs = [measured(daemon, lambda: oversize_post_consumed(daemon, 200 * MiB, 10 * MiB))]
+    out["POST 200 MiB vs 10 MiB content-length-range"] = {
+        "runs": runs, "valid": runs[0]["status"] == 400,
+        "sent_mib": round(runs[0]["sent_mib"], 1), "peak_rss_mib": runs[0]["peak_rss_mib"],
+        "cpu_s": runs[0]["cpu_s"],
+    }
+    runs = [measured(daemon, lambda: list_10k(daemon, data, args.list_keys))]
+    out[f"ListObjectsV2 over {args.list_keys} keys"] = summarize(runs, 200, "seconds")
+    return out
+
+
+def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
+    lines = [f"Benchmark of plantcdn {meta['when']} on {meta['cpus']} cores "
+             f"(median of {meta['runs']} runs; load generator on the same machine).", "",
+             "| scenario | result | p50 ms | p99 ms | peak RSS MiB | CPU s | valid |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        if "rps" in r:
+            value = f"{r['rps']:.0f} req/s"
+        elif "mb_s" in r:
+            value = f"{r['mb_s']:.0f} MB/s"
+        elif "sent_mib" in r:
+            value = f"answered after {r['sent_mib']} MiB sent"
+        else:
+            value = f"{r.get('seconds', 0):.2f} s"
+        lines.append(f"| {name} | {value} | {r.get('p50_ms', '')} | {r.get('p99_ms', '')} | "
+                     f"{r['peak_rss_mib']} | {r['cpu_s']} | {'yes' if r['valid'] else 'NO'} |")
+    for label, (a, b) in meta.get("ratios_of", {}).items():
+        if a in results and b in results:
+            lines.append("")
+            lines.append(f"{label}: {results[a]['rps'] / results[b]['rps']:.2f}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and short runs")
+    parser.add_argument("--refs", action="store_true", help="also run nginx as a reference")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--large-mib", type=int, default=1024)
+    parser.add_argument("--large-runs", type=int, default=1)
+    parser.add_argument("--list-keys", type=int, default=10_000)
+    parser.add_argument("--fsync", action="store_true", help="PLANTCDN_FSYNC=true")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.seconds, args.large_mib, args.list_keys = 1, 2, 64, 2000
+    if shutil.which("wrk") is None:
+        print("wrk is needed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="plantcdn-bench-") as tmp:
+        data = Path(tmp)
+        daemon = Daemon(data, fsync=args.fsync)
+        try:
+            results.update(run_small(daemon, data, args, "plantcdn"))
+            results.update(run_large(daemon, data, args))
+        finally:
+            daemon.stop()
+        if args.refs:
+            results.update(nginx_reference(data / "s3_longterm", args) or {})
+    meta = {
+        "when": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "runs": args.runs,
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "ratios_of": {
+            "/cdn GET vs nginx (c64)": ("plantcdn: GET 64 KiB /cdn c64", "nginx: GET 64 KiB c64"),
+        },
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps({"meta": meta, "results": results},
+                                                     indent=2))
+    table = markdown(results, meta)
+    (args.out / "latest.md").write_text(table)
+    print(table)
+    return 0 if all(r["valid"] for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    threading.stack_size(0)
+    sys.exit(main())
