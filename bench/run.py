@@ -391,7 +391,7 @@ def run_small(daemon: Daemon, data: Path, args: argparse.Namespace,
         (f"PUT 64 KiB SigV4 c{args.connections}", lambda: wrk(
             put_url, method="PUT", headers=put_headers, body_file=body_file,
             connections=args.connections, seconds=args.seconds), 200),
-        (f"PUT 64 KiB SigV4 c64", lambda: wrk(
+        ("PUT 64 KiB SigV4 c64", lambda: wrk(
             put_url, method="PUT", headers=put_headers, body_file=body_file,
             connections=64, seconds=args.seconds), 200),
         (f"GET 64 KiB /cdn c{args.connections}", lambda: wrk(
