@@ -113,10 +113,12 @@ def presigned(
     headers: Mapping[str, str] | None = None,
     expires: int = 300,
     when: datetime | None = None,
+    access_key: str | None = None,
+    secret: str | None = None,
 ) -> Raw:
     """A presigned URL request, as generate_presigned_url makes them."""
     request = AWSRequest(method=method, url=server.url + path, headers=dict(headers or {}))
-    credentials = Credentials(server.access_key, server.secret_key)
+    credentials = Credentials(access_key or server.access_key, secret or server.secret_key)
     with _at(when):
         S3SigV4QueryAuth(credentials, "s3", REGION, expires=expires).add_auth(request)
     return _raw(request, method, body)
@@ -287,6 +289,30 @@ CASES = [
         id="date-not-credential-date",
     ),
     # -- presigned URLs -------------------------------------------------------
+    pytest.param(
+        presigned_put(access_key="AKIANOTAPLANTCDNKEY1"),
+        403,
+        "InvalidAccessKeyId",
+        id="presigned-unknown-key-id",
+    ),
+    pytest.param(
+        presigned_put(secret="not-the-secret"),
+        403,
+        "SignatureDoesNotMatch",
+        id="presigned-wrong-secret",
+    ),
+    pytest.param(
+        lambda s, t: presigned(s, object_path(t), when=_now() + timedelta(minutes=30)),
+        403,
+        "AccessDenied",
+        id="presigned-not-yet-valid",
+    ),
+    pytest.param(
+        _with(presigned_put(), lambda r: setattr(r, "target", r.target + "&x-id=PutObject")),
+        403,
+        "SignatureDoesNotMatch",
+        id="presigned-added-query-parameter",
+    ),
     pytest.param(
         presigned_put(expires=60, when=_now() - timedelta(hours=1)),
         403,

@@ -132,8 +132,16 @@ def test_overwrite_replaces_bytes_and_metadata(server: RunningServer, tenant: st
 def test_canned_acl_is_accepted(server: RunningServer, tenant: str, acl: str) -> None:
     """The canned ACL headers the SDKs and django-storages send do not stop an upload."""
     s3: Any = server.client()
-    put = s3.put_object(Bucket=LONGTERM, Key=f"{tenant}/acl.txt", Body=b"x", ACL=acl)
+    key = f"{tenant}/acl.txt"
+    put = s3.put_object(Bucket=LONGTERM, Key=key, Body=b"x", ACL=acl)
     assert put["ResponseMetadata"]["HTTPStatusCode"] == 200
+    grants = s3.get_object_acl(Bucket=LONGTERM, Key=key)["Grants"]
+    public = [
+        g["Permission"]
+        for g in grants
+        if g["Grantee"].get("URI") == "http://acs.amazonaws.com/groups/global/AllUsers"
+    ]
+    assert public == (["READ"] if acl == "public-read" else [])
 
 
 def test_temp_folder_is_empty_after_uploads(server: RunningServer, tenant: str) -> None:
