@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import INBOX, LONGTERM, RunningServer, snapshot, temp_files
+from conftest import INBOX, LONGTERM, RunningServer, clean_env, snapshot, temp_files
 
 BODY = b"plantcdn round trip \x00\x01\xff" * 100
 
@@ -529,3 +529,37 @@ def test_large_put_with_expect_continue(server: RunningServer, tenant: str) -> N
     assert (server.bucket_dir(INBOX) / key).read_bytes() == data
     got = s3.get_object(Bucket=INBOX, Key=key, Range="bytes=1048576-1048579")
     assert got["Body"].read() == data[1048576:1048580]
+
+
+# ---------------------------------------------------------------------------
+# Restarts
+
+
+def test_metadata_survives_restart_and_stale_temp_files_go(tmp_path: Any) -> None:
+    """Objects and their metadata outlive the process; unfinished uploads do not."""
+    data = tmp_path / "data"
+    data.mkdir()
+    first = RunningServer(data, clean_env({"PLANTCDN_FSYNC": "false"}))
+    key = "company_7/plant_8/kept.txt"
+    try:
+        s3: Any = first.client()
+        s3.put_object(
+            Bucket=INBOX, Key=key, Body=b"kept", ContentType="text/plain",
+            CacheControl="no-store", Metadata={"Origin": "camera"},
+        )  # fmt: skip
+        before = s3.head_object(Bucket=INBOX, Key=key)
+    finally:
+        first.stop()
+    stale = first.bucket_dir(INBOX) / ".plantcdn" / "tmp" / "left-over.part"
+    stale.write_bytes(b"half an upload")
+    second = RunningServer(data, clean_env({"PLANTCDN_FSYNC": "false"}))
+    try:
+        s3 = second.client()
+        after = s3.head_object(Bucket=INBOX, Key=key)
+        assert s3.get_object(Bucket=INBOX, Key=key)["Body"].read() == b"kept"
+    finally:
+        second.stop()
+    for name in ("ETag", "ContentType", "CacheControl", "Metadata", "LastModified"):
+        assert after[name] == before[name], name
+    assert after["Metadata"] == {"origin": "camera"}
+    assert not stale.exists()
