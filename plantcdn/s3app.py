@@ -172,7 +172,13 @@ class S3App:
         headers = request_headers(request)
         method = request.method.decode("latin-1").upper()
         target = resolve_target(headers.get("host"), raw_path, self.services.config.base_host)
-        operation = operation_for(method, target, query, headers)
+        try:
+            operation = operation_for(method, target, query, headers)
+        except S3Error as error:
+            # The error names what was addressed, as every other error does.
+            if error.resource is None:
+                error.resource = target.resource
+            raise
         parts = RequestParts(method=method, raw_path=raw_path, query=pairs, headers=headers)
         return S3Call(
             request=request,
