@@ -442,6 +442,8 @@ def test_unsupported_operation_is_501(
         getattr(s3, operation)(Bucket=INBOX, **kwargs)
     assert error_of(info) == (501, "NotImplemented")
     assert_request_ids(info.value.response["ResponseMetadata"]["HTTPHeaders"])
+    resource = f"/{INBOX}" + (f"/{kwargs['Key']}" if "Key" in kwargs else "")
+    assert info.value.response["Error"]["Resource"] == resource
 
 
 def test_error_body_is_s3_xml(server: RunningServer, tenant: str) -> None:
