@@ -173,13 +173,13 @@ class StorageStats:
         min_interval: float = 1.0,
     ) -> None:
         self.storage = storage
-        self.clock = clock
+        self.clock: Any = clock  # IReactorTime (Any: zope methods confuse mypy)
         self.scan_limit = scan_limit
         self.max_age = max_age
         self.min_interval = min_interval
         self.snapshot: StorageSnapshot | None = None
         self.dirty = True
-        self._running: Deferred[StorageSnapshot] | None = None
+        self._running: Deferred[Any] | None = None
 
     def mark_dirty(self) -> None:
         """A write happened: the next scrape (after ``min_interval``) counts again."""
@@ -329,9 +329,9 @@ class Ops:
         with_process_metrics: bool = True,
     ) -> None:
         self.storage = storage
-        self.clock = clock
+        self.clock: Any = clock  # IReactorTime (Any: zope methods confuse mypy)
         self.access_log = access_log
-        self.started = clock.seconds()
+        self.started: float = self.clock.seconds()
         self.registry = CollectorRegistry(auto_describe=True)
         self.metrics = Metrics(self.registry)
         self.metrics.start_time.set(self.started)
@@ -345,7 +345,7 @@ class Ops:
         self.in_flight: set[OpsRequest] = set()
         self.draining = False
         self.channels: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._resource: IResource | None = None
+        self._resource: Any = None
 
     # -- per request (O(1)) ----------------------------------------------------
 
@@ -430,7 +430,7 @@ class Ops:
     def resource(self) -> IResource:
         """The ``/_plantcdn/`` tree."""
         if self._resource is None:
-            root = Resource()
+            root: Any = Resource()
             root.putChild(b"health", _HealthResource(self))
             root.putChild(b"metrics", _MetricsResource(self))
             self._resource = root
@@ -477,7 +477,7 @@ class Ops:
             return again()
 
         def again() -> None:
-            self.clock.callLater(DRAIN_POLL, step)  # type: ignore[attr-defined]
+            self.clock.callLater(DRAIN_POLL, step)
 
         step()
         return done
@@ -519,14 +519,14 @@ class _HealthResource(Resource):
         super().__init__()
         self.ops = ops
 
-    def render_GET(self, request: IRequest) -> bytes:
+    def render_GET(self, request: Request) -> bytes:
         status, document = self.ops.health()
         request.setResponseCode(status)
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Cache-Control", b"no-store")
         return json.dumps(document, sort_keys=True).encode("utf-8") + b"\n"
 
-    def render_HEAD(self, request: IRequest) -> bytes:
+    def render_HEAD(self, request: Request) -> bytes:
         return self.render_GET(request)
 
 
@@ -537,7 +537,7 @@ class _MetricsResource(Resource):
         super().__init__()
         self.ops = ops
 
-    def render_GET(self, request: IRequest) -> Any:
+    def render_GET(self, request: Request) -> Any:
         d = Deferred.fromCoroutine(self.ops.metrics_text())
 
         def write(body: bytes) -> None:
