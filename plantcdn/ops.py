@@ -331,7 +331,7 @@ class Ops:
         self.storage = storage
         self.clock: Any = clock  # IReactorTime (Any: zope methods confuse mypy)
         self.access_log = access_log
-        self.started: float = self.clock.seconds()
+        self.started: float = clock.seconds()  # type: ignore[misc]  # zope method, no mypy-zope
         self.registry = CollectorRegistry(auto_describe=True)
         self.metrics = Metrics(self.registry)
         self.metrics.start_time.set(self.started)
