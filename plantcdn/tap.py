@@ -119,7 +119,7 @@ class Options(usage.Options):
         for description in self["listen"]:
             try:
                 serverFromString(reactor, description)
-            except (ValueError, TypeError, KeyError) as exc:
+            except (ValueError, TypeError, KeyError, IndexError) as exc:
                 raise usage.UsageError(f"invalid --listen {description!r}: {exc}") from None
         if config.using_dev_credentials:
             exposed = [d for d in self["listen"] if not is_loopback_endpoint(d)]

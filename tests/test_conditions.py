@@ -16,15 +16,25 @@ AFTER = "Tue, 14 Nov 2023 22:30:00 GMT"  # later than MODIFIED, earlier than NOW
 
 @pytest.mark.parametrize(
     ("header", "size", "expected"),
-    [("bytes=0-9", 100, (0, 9)), ("bytes=90-", 100, (90, 99)), ("bytes=-10", 100, (90, 99)),
-     ("bytes=95-200", 100, (95, 99)), ("bytes=-500", 100, (0, 99)), (None, 100, None),
-     ("bytes=0-1,5-6", 100, None), ("items=0-1", 100, None), ("bytes=5-1", 100, None)],
+    [
+        ("bytes=0-9", 100, (0, 9)),
+        ("bytes=90-", 100, (90, 99)),
+        ("bytes=-10", 100, (90, 99)),
+        ("bytes=95-200", 100, (95, 99)),
+        ("bytes=-500", 100, (0, 99)),
+        (None, 100, None),
+        ("bytes=0-1,5-6", 100, None),
+        ("items=0-1", 100, None),
+        ("bytes=5-1", 100, None),
+    ],
 )
 def test_range_header_selects_bytes(header: str | None, size: int, expected: object) -> None:
     assert parse_range(header, size) == expected
 
 
-@pytest.mark.parametrize(("header", "size"), [("bytes=100-", 100), ("bytes=0-", 0), ("bytes=-0", 10)])
+@pytest.mark.parametrize(
+    ("header", "size"), [("bytes=100-", 100), ("bytes=0-", 0), ("bytes=-0", 10)]
+)
 def test_unsatisfiable_range_is_invalid_range(header: str, size: int) -> None:
     with pytest.raises(S3Error) as info:
         parse_range(header, size)

@@ -25,8 +25,15 @@ def test_layout_key_is_split_into_company_plant_and_rest() -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["photo.jpg", "company_1/photo.jpg", "company_x/plant_1/a", "company_1/plant_/a",
-     "plant_1/company_1/a", "Company_1/plant_1/a", "company_1/plant_1x/a"],
+    [
+        "photo.jpg",
+        "company_1/photo.jpg",
+        "company_x/plant_1/a",
+        "company_1/plant_/a",
+        "plant_1/company_1/a",
+        "Company_1/plant_1/a",
+        "company_1/plant_1x/a",
+    ],
 )
 def test_key_outside_the_layout_is_access_denied(key: str) -> None:
     assert code_of(key) == (403, "AccessDenied")
@@ -34,10 +41,18 @@ def test_key_outside_the_layout_is_access_denied(key: str) -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["company_1/plant_1/../x", "company_1/plant_1/./x", "company_1/plant_1//x",
-     "company_1/plant_1/x/", "/company_1/plant_1/x", "company_1/plant_1/a\\b",
-     "company_1/plant_1/a\x00b", "company_1/plant_1/a\nb", "company_1/plant_1/\x7f",
-     "company_1/plant_1/"],
+    [
+        "company_1/plant_1/../x",
+        "company_1/plant_1/./x",
+        "company_1/plant_1//x",
+        "company_1/plant_1/x/",
+        "/company_1/plant_1/x",
+        "company_1/plant_1/a\\b",
+        "company_1/plant_1/a\x00b",
+        "company_1/plant_1/a\nb",
+        "company_1/plant_1/\x7f",
+        "company_1/plant_1/",
+    ],
 )
 def test_malformed_key_is_invalid_argument(key: str) -> None:
     assert code_of(key) == (400, "InvalidArgument")

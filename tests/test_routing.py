@@ -9,13 +9,15 @@ from plantcdn.routing import Target, operation_for, resolve_target
 
 
 def test_path_style_splits_bucket_and_decoded_key() -> None:
-    assert resolve_target("127.0.0.1:8001", "/plantdb-inbox/company_1/plant_2/a%20b.jpg",
-                          "localhost") == Target("plantdb-inbox", "company_1/plant_2/a b.jpg", False)
+    assert resolve_target(
+        "127.0.0.1:8001", "/plantdb-inbox/company_1/plant_2/a%20b.jpg", "localhost"
+    ) == Target("plantdb-inbox", "company_1/plant_2/a b.jpg", False)
 
 
 def test_virtual_hosted_style_takes_bucket_from_host() -> None:
-    assert resolve_target("plantdb-inbox.localhost:8001", "/company_1/plant_2/x", "localhost") == \
-        Target("plantdb-inbox", "company_1/plant_2/x", True)
+    assert resolve_target(
+        "plantdb-inbox.localhost:8001", "/company_1/plant_2/x", "localhost"
+    ) == Target("plantdb-inbox", "company_1/plant_2/x", True)
 
 
 def test_root_is_the_service() -> None:
@@ -30,13 +32,18 @@ def test_invalid_utf8_in_path_is_invalid_uri() -> None:
 
 @pytest.mark.parametrize(
     ("method", "key", "query", "headers", "op"),
-    [("PUT", "k", {}, {}, "PutObject"), ("GET", "k", {}, {}, "GetObject"),
-     ("HEAD", "k", {}, {}, "HeadObject"), ("DELETE", "k", {}, {}, "DeleteObject"),
-     ("PUT", "k", {}, {"x-amz-copy-source": "/b/k"}, "CopyObject"),
-     ("POST", None, {}, {}, "PostObject"), ("GET", None, {"list-type": "2"}, {}, "ListObjectsV2"),
-     ("POST", "k", {"uploads": ""}, {}, "CreateMultipartUpload"),
-     ("PUT", "k", {"uploadId": "u", "partNumber": "1"}, {}, "UploadPart"),
-     ("GET", None, {"cors": ""}, {}, "GetBucketCors")],
+    [
+        ("PUT", "k", {}, {}, "PutObject"),
+        ("GET", "k", {}, {}, "GetObject"),
+        ("HEAD", "k", {}, {}, "HeadObject"),
+        ("DELETE", "k", {}, {}, "DeleteObject"),
+        ("PUT", "k", {}, {"x-amz-copy-source": "/b/k"}, "CopyObject"),
+        ("POST", None, {}, {}, "PostObject"),
+        ("GET", None, {"list-type": "2"}, {}, "ListObjectsV2"),
+        ("POST", "k", {"uploads": ""}, {}, "CreateMultipartUpload"),
+        ("PUT", "k", {"uploadId": "u", "partNumber": "1"}, {}, "UploadPart"),
+        ("GET", None, {"cors": ""}, {}, "GetBucketCors"),
+    ],
 )
 def test_operation_is_chosen_by_method_key_and_subresource(
     method: str, key: str | None, query: dict[str, str], headers: dict[str, str], op: str
