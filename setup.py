@@ -28,7 +28,7 @@ TESTS = [
     "bandit>=1.7",  # the package must scan clean (tests/test_packaging.py, starter.sh scan)
     "pip-audit>=2.7",  # starter.sh scan: known vulnerabilities of the installed dependencies
 ]
-DEV = ["ruff>=0.5", "mypy>=1.10"]
+DEV = ["ruff==0.17.6", "mypy>=1.10"]  # ruff pinned: the lint step must not change under CI
 
 setup(
     name="plantcdn",
