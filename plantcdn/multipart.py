@@ -23,25 +23,20 @@ import errno
 import hashlib
 import os
 import re
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote, unquote, urlsplit
-from xml.etree.ElementTree import Element, ParseError
-from xml.sax.saxutils import escape
+from urllib.parse import quote, urlsplit
 
 from attrs import frozen
 from awscrt import checksums as crt
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring as safe_fromstring
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Cooperator
 from twisted.python.failure import Failure
 
 from plantcdn.awschunked import AwsChunkedDecoder
 from plantcdn.call import Handler, S3Call, Services
-from plantcdn.conditions import NOT_MODIFIED, evaluate_preconditions
+from plantcdn.copyobject import check_copy_preconditions, parse_copy_source
 from plantcdn.digests import (
     ALGORITHMS,
     DigestResult,
@@ -58,6 +53,7 @@ from plantcdn.objects import (
     payload_reader,
     stored_content_encoding,
 )
+from plantcdn.s3shared import owner, send_xml
 from plantcdn.storage import Bucket, ObjectMeta
 from plantcdn.uploads import (
     MAX_PART_NUMBER,
@@ -68,6 +64,7 @@ from plantcdn.uploads import (
 )
 from plantcdn.verification import user_metadata
 from plantcdn.writer import MAX_PUT_SIZE, UploadWriter, pump_file
+from plantcdn.xmlbody import Node, iso_timestamp, local_name, parse_xml, render
 
 __all__ = ["HANDLERS", "MIN_PART_SIZE"]
 
@@ -84,7 +81,6 @@ ASSEMBLE_STEP = 8 * 1024**2
 #: "max-parts ... max-uploads ... default 1,000" (ListParts, ListMultipartUploads).
 LIST_LIMIT = 1000
 
-S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _CRC_COMBINE: Mapping[str, tuple[Callable[[int, int, int], int], int]] = {
     "CRC32": (crt.combine_crc32, 4),
     "CRC32C": (crt.combine_crc32c, 4),
@@ -124,35 +120,14 @@ def _unquote_etag(etag: str) -> str:
     return etag.strip().strip('"')
 
 
-def _iso8601(ts: float) -> str:
-    """S3's timestamp format in XML bodies: ``2024-05-01T12:00:00.000Z``."""
-    millis = int(round(ts * 1000))
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis // 1000)) + (
-        f".{millis % 1000:03d}Z"
-    )
-
-
-def _text(name: str, value: object) -> str:
-    return f"<{name}>{escape(str(value), {chr(34): '&quot;'})}</{name}>"
-
-
-def _xml_response(call: S3Call, root: str, elements: Iterable[str]) -> bytes:
+def _xml_response(call: S3Call, root: str, nodes: Iterable[Node]) -> bytes:
     """One S3 XML document (the shapes of the API Reference, S3's namespace)."""
-    body = (
-        f'<?xml version="1.0" encoding="UTF-8"?>\n<{root} xmlns="{S3_XMLNS}">'
-        + "".join(elements)
-        + f"</{root}>"
-    ).encode("utf-8")
-    call.set_header("Content-Type", "application/xml")
-    call.set_header("Content-Length", str(len(body)))
-    return body
+    return send_xml(call, render(root, list(nodes)))
 
 
-def _owner_elements(svc: Services, access_key_id: str) -> list[str]:
-    """``Initiator`` and ``Owner``: a stable canonical-user-like id per access key."""
-    canonical = hashlib.sha256(f"plantcdn:{access_key_id}".encode()).hexdigest()
-    person = _text("ID", canonical) + _text("DisplayName", "plantcdn")
-    return [f"<Initiator>{person}</Initiator>", f"<Owner>{person}</Owner>"]
+def _people(svc: Services) -> list[Node]:
+    """``Initiator`` and ``Owner``: the one canonical owner plantcdn reports everywhere."""
+    return [("Initiator", owner(svc)), ("Owner", owner(svc))]
 
 
 def _list_limit(call: S3Call, name: str) -> int:
@@ -210,8 +185,8 @@ def _checksum_config(headers: Mapping[str, str]) -> tuple[str | None, str | None
     return algorithm, kind
 
 
-def _checksum_elements(checksums: Mapping[str, str]) -> list[str]:
-    return [_text(f"Checksum{alg}", value) for alg, value in sorted(checksums.items())]
+def _checksum_nodes(checksums: Mapping[str, str]) -> list[Node]:
+    return [(f"Checksum{alg}", value) for alg, value in sorted(checksums.items())]
 
 
 def _set_checksum_headers(call: S3Call, checksums: Mapping[str, str]) -> None:
@@ -243,12 +218,13 @@ async def create_multipart_upload(svc: Services, call: S3Call) -> bytes:
         "storage_class": h.get("x-amz-storage-class"),
     }
     assert call.auth is not None
+    now = svc.clock.seconds()
     state = _store(svc).create(
         bucket,
         UploadState(
             upload_id=new_upload_id(),
             key=key,
-            initiated=svc.clock.seconds(),
+            initiated=now,
             initiator=call.auth.access_key_id,
             checksum_algorithm=algorithm,
             checksum_type=kind,
@@ -262,7 +238,7 @@ async def create_multipart_upload(svc: Services, call: S3Call) -> bytes:
     return _xml_response(
         call,
         "InitiateMultipartUploadResult",
-        [_text("Bucket", bucket.name), _text("Key", key), _text("UploadId", state.upload_id)],
+        [("Bucket", bucket.name), ("Key", key), ("UploadId", state.upload_id)],
     )
 
 
@@ -353,11 +329,12 @@ def _publish_part(
     writer: PartWriter,
     result: DigestResult,
 ) -> PartRecord:
+    now = svc.clock.seconds()
     record = PartRecord(
         number=number,
         etag=f'"{result.md5_hex}"',
         size=result.size,
-        last_modified=svc.clock.seconds(),
+        last_modified=now,
         data="",
         checksums=dict(result.checksums),
     )
@@ -391,45 +368,6 @@ async def upload_part(svc: Services, call: S3Call) -> bytes:
 
 
 # -- UploadPartCopy ------------------------------------------------------------
-
-
-def _copy_source(value: str) -> tuple[str, str]:
-    """Bucket and key of ``x-amz-copy-source`` (``[/]bucket/url-encoded-key[?versionId=]``)."""
-    path, _, query = value.strip().partition("?")
-    bucket_raw, _, key_raw = path.lstrip("/").partition("/")
-    try:
-        bucket = unquote(bucket_raw, errors="strict")
-        key = unquote(key_raw, errors="strict")
-    except UnicodeDecodeError:
-        bucket = key = ""
-    if not bucket or not key:
-        raise S3Error(
-            "InvalidArgument",
-            "Invalid copy source object key",
-            extra={"ArgumentName": "x-amz-copy-source", "ArgumentValue": value},
-        )
-    if query and not query.startswith("versionId=null"):
-        # Buckets here are never versioned: only the "null" version exists.
-        raise S3Error(
-            "InvalidArgument",
-            "Invalid version id specified",
-            extra={"ArgumentName": "x-amz-copy-source", "ArgumentValue": value},
-        )
-    return bucket, key
-
-
-def _check_copy_conditions(call: S3Call, meta: ObjectMeta) -> None:
-    """``x-amz-copy-source-if-*``: CopyObject's precedence; a "not modified" is a 412."""
-    conditions = {
-        plain: call.headers[f"x-amz-copy-source-{plain}"]
-        for plain in ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since")
-        if f"x-amz-copy-source-{plain}" in call.headers
-    }
-    if not conditions:
-        return
-    verdict = evaluate_preconditions(conditions, meta.etag, meta.last_modified, now=call.now)
-    if verdict == NOT_MODIFIED:
-        raise S3Error("PreconditionFailed", extra={"Condition": "x-amz-copy-source-If-None-Match"})
 
 
 def _copy_range(header: str | None, size: int) -> tuple[int, int]:
@@ -476,14 +414,13 @@ async def upload_part_copy(svc: Services, call: S3Call) -> bytes:
     bucket = _bucket(svc, call)
     upload_id = _upload_id(call)
     state = _store(svc).load(bucket, upload_id, key)
-    source_bucket_name, source_key = _copy_source(call.headers["x-amz-copy-source"])
-    source_bucket = svc.storage.bucket(source_bucket_name)
-    opened = svc.storage.open(source_bucket, source_key)
+    source = parse_copy_source(call.headers["x-amz-copy-source"])
+    opened = svc.storage.open(svc.storage.bucket(source.bucket), source.key)
     if opened is None:
-        raise S3Error("NoSuchKey", extra={"Key": source_key})
+        raise S3Error("NoSuchKey", extra={"Key": source.key})
     file, found = opened
     try:
-        _check_copy_conditions(call, found.meta)
+        check_copy_preconditions(call.headers, found.meta.etag, found.meta.last_modified)
         offset, length = _copy_range(call.headers.get("x-amz-copy-source-range"), found.meta.size)
         if length > MAX_PUT_SIZE:
             raise S3Error(
@@ -494,9 +431,9 @@ async def upload_part_copy(svc: Services, call: S3Call) -> bytes:
         digest = PayloadDigest(compute=[algorithm] if algorithm else ())
         writer = PartWriter(svc.storage, bucket, key, digest=digest)
         file.seek(offset)
-        source = _Slice(file, length)
-        await pump_file(source, writer, svc.cooperator)  # type: ignore[arg-type]
-        if source.remaining:
+        piece = _Slice(file, length)
+        await pump_file(piece, writer, svc.cooperator)  # type: ignore[arg-type]
+        if piece.remaining:
             writer.abort()
             raise S3Error("InternalError")  # the source shrank under us: never a short part
         result = writer.seal()
@@ -508,9 +445,9 @@ async def upload_part_copy(svc: Services, call: S3Call) -> bytes:
         call,
         "CopyPartResult",
         [
-            _text("LastModified", _iso8601(record.last_modified)),
-            _text("ETag", record.etag),
-            *_checksum_elements(record.checksums),
+            ("LastModified", iso_timestamp(record.last_modified)),
+            ("ETag", record.etag),
+            *_checksum_nodes(record.checksums),
         ],
     )
 
@@ -525,10 +462,6 @@ class RequestedPart:
     number: int
     etag: str
     checksums: Mapping[str, str]
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
 
 
 def _malformed() -> S3Error:
@@ -565,21 +498,17 @@ def _read_body(call: S3Call) -> bytes:
 def parse_complete_document(body: bytes) -> list[RequestedPart]:
     """The parts of a ``<CompleteMultipartUpload>`` document, as sent (order kept).
 
-    Parsed with defusedxml: no DTDs, entities or external references.
+    Parsed with :func:`plantcdn.xmlbody.parse_xml` (defusedxml: no DTDs, entities
+    or external references).
     """
-    if not body.strip():
-        raise _malformed()
-    try:
-        root: Element = safe_fromstring(body, forbid_dtd=True)
-    except (ParseError, DefusedXmlException, ValueError):
-        raise _malformed() from None
-    if _local(root.tag) != "CompleteMultipartUpload":
+    root = parse_xml(body, MAX_COMPLETE_BODY)
+    if local_name(root) != "CompleteMultipartUpload":
         raise _malformed()
     parts: list[RequestedPart] = []
     for element in root:
-        if _local(element.tag) != "Part":
+        if local_name(element) != "Part":
             raise _malformed()
-        fields = {_local(child.tag): (child.text or "").strip() for child in element}
+        fields = {local_name(sub) or "": (sub.text or "").strip() for sub in element}
         number_text = fields.get("PartNumber", "")
         if not _DIGITS.fullmatch(number_text) or "ETag" not in fields:
             raise _malformed()
@@ -740,7 +669,7 @@ def assemble(
     Cancelling stops the copy; the caller removes the target.
     """
 
-    def steps() -> Iterator[None]:
+    def steps() -> Generator[None, None, None]:
         for path, size in sources:
             try:
                 source = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -833,6 +762,7 @@ async def _complete(
         finally:
             os.close(fd)
         check_write_conditions(svc, call, bucket, key)
+        now = svc.clock.seconds()
         meta = svc.storage.commit(
             bucket,
             key,
@@ -840,7 +770,7 @@ async def _complete(
             ObjectMeta(
                 etag=etag,
                 size=sum(r.size for r in records),
-                last_modified=svc.clock.seconds(),
+                last_modified=now,
                 checksums=checksums,
                 checksum_type=checksum_type,
                 parts_count=len(records),
@@ -863,12 +793,12 @@ async def _complete(
         call,
         "CompleteMultipartUploadResult",
         [
-            _text("Location", _location(svc, call, bucket.name, key)),
-            _text("Bucket", bucket.name),
-            _text("Key", key),
-            _text("ETag", meta.etag),
-            *_checksum_elements(meta.checksums),
-            *([_text("ChecksumType", meta.checksum_type)] if meta.checksum_type else []),
+            ("Location", _location(svc, call, bucket.name, key)),
+            ("Bucket", bucket.name),
+            ("Key", key),
+            ("ETag", meta.etag),
+            *_checksum_nodes(meta.checksums),
+            *([("ChecksumType", meta.checksum_type)] if meta.checksum_type else []),
         ],
     )
 
@@ -904,31 +834,30 @@ async def list_parts(svc: Services, call: S3Call) -> bytes:
     marker = int(marker_text)
     after = [r for r in store.parts(bucket, upload_id) if r.number > marker]
     page, truncated = after[:limit], len(after) > limit
-    elements = [
-        _text("Bucket", bucket.name),
-        _text("Key", state.key),
-        _text("UploadId", upload_id),
-        *_owner_elements(svc, state.initiator),
-        _text("StorageClass", state.object_fields.get("storage_class") or "STANDARD"),
-        _text("PartNumberMarker", marker),
-        _text("NextPartNumberMarker", page[-1].number if page else marker),
-        _text("MaxParts", limit),
-        _text("IsTruncated", "true" if truncated else "false"),
+    elements: list[Node] = [
+        ("Bucket", bucket.name),
+        ("Key", state.key),
+        ("UploadId", upload_id),
+        *_people(svc),
+        ("StorageClass", state.object_fields.get("storage_class") or "STANDARD"),
+        ("PartNumberMarker", marker),
+        ("NextPartNumberMarker", page[-1].number if page else marker),
+        ("MaxParts", limit),
+        ("IsTruncated", truncated),
     ]
     for record in page:
-        elements.append(
-            "<Part>"
-            + _text("PartNumber", record.number)
-            + _text("LastModified", _iso8601(record.last_modified))
-            + _text("ETag", record.etag)
-            + _text("Size", record.size)
-            + "".join(_checksum_elements(record.checksums))
-            + "</Part>"
-        )
+        part: list[Node] = [
+            ("PartNumber", record.number),
+            ("LastModified", iso_timestamp(record.last_modified)),
+            ("ETag", record.etag),
+            ("Size", record.size),
+            *_checksum_nodes(record.checksums),
+        ]
+        elements.append(("Part", part))
     if state.checksum_algorithm:
-        elements.append(_text("ChecksumAlgorithm", state.checksum_algorithm))
+        elements.append(("ChecksumAlgorithm", state.checksum_algorithm))
     if state.checksum_type:
-        elements.append(_text("ChecksumType", state.checksum_type))
+        elements.append(("ChecksumType", state.checksum_type))
     return _xml_response(call, "ListPartsResult", elements)
 
 
@@ -945,20 +874,20 @@ def _after_marker(
     return [u for u in uploads if u.key > key_marker]
 
 
-def _upload_element(svc: Services, upload: UploadState, enc: Callable[[str], str]) -> str:
+def _upload_node(svc: Services, upload: UploadState, enc: Callable[[str], str]) -> Node:
     """One ``<Upload>`` of ListMultipartUploadsResult."""
-    inner = [
-        _text("Key", enc(upload.key)),
-        _text("UploadId", upload.upload_id),
-        *_owner_elements(svc, upload.initiator),
-        _text("StorageClass", upload.object_fields.get("storage_class") or "STANDARD"),
-        _text("Initiated", _iso8601(upload.initiated)),
+    inner: list[Node] = [
+        ("Key", enc(upload.key)),
+        ("UploadId", upload.upload_id),
+        *_people(svc),
+        ("StorageClass", upload.object_fields.get("storage_class") or "STANDARD"),
+        ("Initiated", iso_timestamp(upload.initiated)),
     ]
     if upload.checksum_algorithm:
-        inner.append(_text("ChecksumAlgorithm", upload.checksum_algorithm))
+        inner.append(("ChecksumAlgorithm", upload.checksum_algorithm))
     if upload.checksum_type:
-        inner.append(_text("ChecksumType", upload.checksum_type))
-    return "<Upload>" + "".join(inner) + "</Upload>"
+        inner.append(("ChecksumType", upload.checksum_type))
+    return ("Upload", inner)
 
 
 async def list_multipart_uploads(svc: Services, call: S3Call) -> bytes:
@@ -1005,32 +934,31 @@ async def list_multipart_uploads(svc: Services, call: S3Call) -> bytes:
             entries.append(common)
         else:
             entries.append(upload)
-    elements = [
-        _text("Bucket", bucket.name),
-        _text("KeyMarker", enc(key_marker)),
-        _text("UploadIdMarker", upload_id_marker),
+    elements: list[Node] = [
+        ("Bucket", bucket.name),
+        ("KeyMarker", enc(key_marker)),
+        ("UploadIdMarker", upload_id_marker),
     ]
     if truncated and entries:
         last = entries[-1]
         next_key = last if isinstance(last, str) else last.key
         next_id = "" if isinstance(last, str) else last.upload_id
-        elements += [_text("NextKeyMarker", enc(next_key)), _text("NextUploadIdMarker", next_id)]
+        elements += [("NextKeyMarker", enc(next_key)), ("NextUploadIdMarker", next_id)]
     if delimiter:
-        elements.append(_text("Delimiter", enc(delimiter)))
+        elements.append(("Delimiter", enc(delimiter)))
     elements += [
-        _text("Prefix", enc(prefix)),
-        _text("MaxUploads", limit),
-        _text("IsTruncated", "true" if truncated else "false"),
+        ("Prefix", enc(prefix)),
+        ("MaxUploads", limit),
+        ("IsTruncated", truncated),
     ]
     for entry in entries:
-        if isinstance(entry, str):
-            continue
-        elements.append(_upload_element(svc, entry, enc))
+        if not isinstance(entry, str):
+            elements.append(_upload_node(svc, entry, enc))
     for entry in entries:
         if isinstance(entry, str):
-            elements.append(f"<CommonPrefixes>{_text('Prefix', enc(entry))}</CommonPrefixes>")
+            elements.append(("CommonPrefixes", [("Prefix", enc(entry))]))
     if encoding == "url":
-        elements.append(_text("EncodingType", "url"))
+        elements.append(("EncodingType", "url"))
     return _xml_response(call, "ListMultipartUploadsResult", elements)
 
 
