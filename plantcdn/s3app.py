@@ -118,6 +118,7 @@ class S3App:
             return None
         stream = StreamedUpload(call, host_id)
         annotate(request, operation=call.operation)
+        cors.apply_cors(self.services, call)  # an early refusal carries them too
         try:
             if call.operation not in SELF_AUTHENTICATING:
                 call.auth = self.services.verifier.authenticate(

@@ -19,6 +19,10 @@ from plantcdn.writer import Sink
 
 __all__ = ["StreamedUpload", "streamed_sink"]
 
+_OWN_HEADERS = frozenset(
+    {b"x-amz-request-id", b"x-amz-id-2", b"server", b"content-type", b"content-length", b"date"}
+)
+
 
 class StreamedUpload:
     """A request body being streamed into *inner*, or refused before it started."""
@@ -52,6 +56,10 @@ class StreamedUpload:
             (b"Content-Type", b"application/xml"),
         ]
         headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
+        # Headers already decided for this response (the bucket's CORS rule) go too.
+        for name, values in self.call.request.responseHeaders.getAllRawHeaders():
+            if name.lower() not in _OWN_HEADERS:
+                headers += [(name, value) for value in values]
         return error.status, headers, body
 
 

@@ -449,11 +449,6 @@ def test_changes_apply_at_once(s3: Any, daemon: RunningServer) -> None:
     assert error_of(body)["Message"] == "CORSResponse: CORS is not enabled for this bucket."
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="refusals answered while the body streams (StreamedUpload.render_error in "
-    "plantcdn/streaming.py) do not carry the CORS headers apply_cors sets on the request",
-)
 def test_refused_browser_post_carries_the_rule_headers(s3: Any, daemon: RunningServer) -> None:
     """A POST refused by its policy still tells an allowed page why (S3 adds CORS to errors)."""
     s3.put_bucket_cors(Bucket=INBOX, CORSConfiguration=RULES)
