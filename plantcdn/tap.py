@@ -22,6 +22,7 @@ from plantcdn.credentials import DEV_ACCESS_KEY_ID
 from plantcdn.ops import OPS_OPT_PARAMETERS, DrainService, Ops, resolve_ops_options
 from plantcdn.service import ListeningService, PlantCDNService, make_site
 from plantcdn.storage import Storage
+from plantcdn.workers import WorkerPool, parse_workers
 
 __all__ = ["Options", "is_loopback_endpoint", "makeService"]
 
@@ -93,6 +94,7 @@ class Options(usage.Options):
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self["listen"] = []
+        self["workers"] = 1
         self._environ = environ
 
     def opt_listen(self, description: str) -> None:
@@ -100,6 +102,14 @@ class Options(usage.Options):
         self["listen"].append(description)
 
     opt_l = opt_listen
+
+    def opt_workers(self, value: str) -> None:
+        """Reactor processes sharing the listening sockets: a number or 'auto' (one per
+        core) [default: 1]."""
+        try:
+            self["workers"] = parse_workers(value)
+        except ValueError as exc:
+            raise usage.UsageError(str(exc) or f"invalid --workers {value!r}") from None
 
     def postOptions(self) -> None:
         data_dir = Path(self["data-dir"] or os.getcwd())
@@ -131,6 +141,7 @@ class Options(usage.Options):
                     "AWS_S3_SECRET_ACCESS_KEY"
                 )
         self["config"] = config
+        self["environ"] = merged
 
 
 def makeService(options: Mapping[str, Any]) -> IService:
@@ -149,7 +160,15 @@ def makeService(options: Mapping[str, Any]) -> IService:
     ops = Ops(storage, reactor)  # type: ignore[arg-type]
     site = make_site(config, storage, reactor, ops)  # type: ignore[arg-type]
     DrainService(ops, options.get("shutdown-grace", 10.0)).setServiceParent(service)
+    listeners = []
     for description in options["listen"]:
         endpoint = serverFromString(reactor, description)
-        ListeningService(endpoint, description, site).setServiceParent(service)
+        listener = ListeningService(endpoint, description, site)
+        listener.setServiceParent(service)
+        listeners.append(listener)
+    workers = options.get("workers", 1)
+    if workers > 1:
+        WorkerPool(
+            workers, listeners, options.get("environ", os.environ), str(config.data_dir), reactor
+        ).setServiceParent(service)
     return service

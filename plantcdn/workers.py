@@ -1,0 +1,189 @@
+"""``--workers N``: more reactor processes sharing the listening sockets.
+
+One Twisted reactor uses one core.  With ``--workers N`` the twistd process
+listens as usual, then starts N-1 worker processes that adopt the same
+listening sockets (``IReactorSocket.adoptStreamPort``); the kernel spreads
+connections over all N processes.  Everything they share lives on disk and
+is already safe across processes: atomic renames for objects and metadata,
+multipart state in files, CORS and scoped credentials re-read when their
+files change.  Caches (``/cdn`` metadata, edge Hit/Miss) and metrics are per
+process.  SIGTERM and SIGHUP received by the parent are passed on; the
+parent waits (bounded) for its workers to exit before it exits itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+
+__all__ = ["WorkerPool", "parse_workers", "worker_main"]
+
+log = Logger()
+
+#: How long a worker may take to drain after SIGTERM before it is killed.
+STOP_GRACE = 30.0
+
+
+def parse_workers(text: str) -> int:
+    """``auto`` (one per core) or a number from 1 to 64."""
+    if text.strip().lower() == "auto":
+        return max(1, os.cpu_count() or 1)
+    count = int(text)
+    if not 1 <= count <= 64:
+        raise ValueError("--workers must be 'auto' or between 1 and 64")
+    return count
+
+
+class _WorkerProcess(protocol.ProcessProtocol):
+    def __init__(self, pool: WorkerPool, index: int) -> None:
+        self.pool = pool
+        self.index = index
+        self.ended: defer.Deferred[None] = defer.Deferred()
+
+    def processEnded(self, reason: Any) -> None:
+        self.ended.callback(None)
+        self.pool.worker_ended(self, reason)
+
+
+class WorkerPool(Service):
+    """Starts and stops the extra worker processes once the parent is listening."""
+
+    def __init__(
+        self,
+        count: int,
+        listeners: Sequence[Any],
+        environ: Mapping[str, str],
+        data_dir: str,
+        reactor: Any,
+    ) -> None:
+        self.count = count
+        self.listeners = listeners  # ListeningService instances (their .port is set when ready)
+        self.environ = dict(environ)
+        self.data_dir = data_dir
+        self.reactor = reactor
+        self.workers: list[_WorkerProcess] = []
+        self.stopping = False
+
+    def startService(self) -> None:
+        super().startService()
+        self._spawn_when_listening()
+
+    def _spawn_when_listening(self) -> None:
+        ports: list[IListeningPort | None] = [getattr(s, "port", None) for s in self.listeners]
+        if any(p is None for p in ports):
+            self.reactor.callLater(0.05, self._spawn_when_listening)
+            return
+        self.sockets = [_socket_of(p) for p in ports if p is not None]
+        for index in range(1, self.count):
+            self._spawn(index)
+        if hasattr(signal, "SIGHUP"):
+            previous = signal.getsignal(signal.SIGHUP)
+
+            def forward_hup(signum: int, frame: Any) -> None:
+                self._signal_all("HUP")
+                if callable(previous):
+                    previous(signum, frame)
+
+            signal.signal(signal.SIGHUP, forward_hup)
+
+    def _spawn(self, index: int) -> None:
+        fds = ",".join(f"{fd}:{family}" for fd, family in self.sockets)
+        child_fds: dict[int, Any] = {0: "w", 1: 1, 2: 2}
+        for fd, _ in self.sockets:
+            child_fds[fd] = fd
+        worker = _WorkerProcess(self, index)
+        env = dict(self.environ)
+        env["PLANTCDN_WORKER_INDEX"] = str(index)
+        self.reactor.spawnProcess(
+            worker,
+            sys.executable,
+            [sys.executable, "-m", "plantcdn.workers", "--fds", fds, "--data-dir", self.data_dir],
+            env=env,
+            childFDs=child_fds,
+        )
+        self.workers.append(worker)
+        log.info("started worker {index} of {count}", index=index + 1, count=self.count)
+
+    def worker_ended(self, worker: _WorkerProcess, reason: Any) -> None:
+        if worker in self.workers:
+            self.workers.remove(worker)
+        if not self.stopping:
+            log.error("worker {index} exited ({reason}); starting a new one",
+                      index=worker.index + 1, reason=reason.getErrorMessage())
+            self.reactor.callLater(1.0, self._spawn, worker.index)
+
+    def _signal_all(self, name: str) -> None:
+        for worker in list(self.workers):
+            try:
+                worker.transport.signalProcess(name)  # type: ignore[union-attr]
+            except Exception:  # noqa: S110 - already gone
+                pass
+
+    def stopService(self) -> defer.Deferred[None] | None:
+        super().stopService()
+        self.stopping = True
+        if not self.workers:
+            return None
+        waiting = [w.ended for w in self.workers]
+        self._signal_all("TERM")
+        killer = self.reactor.callLater(STOP_GRACE, self._signal_all, "KILL")
+        done: defer.Deferred[Any] = defer.gatherResults(waiting)
+
+        def cancel_killer(result: object) -> None:
+            if killer.active():
+                killer.cancel()
+
+        done.addBoth(cancel_killer)
+        return done  # type: ignore[return-value]
+
+
+def _socket_of(port: IListeningPort) -> tuple[int, str]:
+    address: Any = port.getHost()
+    family = {"IPv6Address": "inet6", "UNIXAddress": "unix"}.get(type(address).__name__, "inet")
+    return port.fileno(), family  # type: ignore[attr-defined]
+
+
+def worker_main(argv: Sequence[str]) -> None:
+    """A worker process: the same app over the parent's listening sockets."""
+    import argparse
+    from pathlib import Path
+
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from plantcdn.config import Config
+    from plantcdn.ops import Ops
+    from plantcdn.service import make_site
+    from plantcdn.storage import Storage
+
+    parser = argparse.ArgumentParser(prog="plantcdn.workers")
+    parser.add_argument("--fds", required=True)
+    parser.add_argument("--data-dir", required=True)
+    args = parser.parse_args(argv)
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+    config = Config.from_environ(os.environ, data_dir=Path(args.data_dir))
+    storage = Storage(config)
+    ops = Ops(storage, reactor)  # type: ignore[arg-type]
+    site = make_site(config, storage, reactor, ops)  # type: ignore[arg-type]
+    for item in args.fds.split(","):
+        fd_text, family = item.split(":")
+        fd = int(fd_text)
+        families = {"inet6": socket.AF_INET6, "unix": socket.AF_UNIX}
+        reactor.adoptStreamPort(  # type: ignore[attr-defined]
+            fd, families.get(family, socket.AF_INET), site
+        )
+        os.close(fd)  # adoptStreamPort duplicated it
+    reactor.run()  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    worker_main(sys.argv[1:])

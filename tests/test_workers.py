@@ -1,0 +1,114 @@
+"""``--workers N``: several reactor processes share the listening socket."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import INBOX, LONGTERM, RunningServer, clean_env, wait_until
+from twisted.python import usage
+
+from plantcdn.tap import Options
+from plantcdn.workers import parse_workers
+
+
+def test_workers_option_accepts_numbers_and_auto(tmp_path: Path) -> None:
+    options = Options(environ={})
+    options.parseOptions(["--data-dir", str(tmp_path), "--workers", "3"])
+    assert options["workers"] == 3
+    assert parse_workers("auto") == max(1, os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "many", "65"])
+def test_invalid_workers_value_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    with pytest.raises(usage.UsageError):
+        Options(environ={}).parseOptions(["--data-dir", str(tmp_path), "--workers", value])
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def test_two_workers_serve_uploads_and_reads_and_stop_together(tmp_path: Path) -> None:
+    """Objects written through one process are read through the other; SIGTERM ends both."""
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    env = clean_env({"PLANTCDN_FSYNC": "false"})
+    process = subprocess.Popen(
+        [
+            twistd,
+            "-n",
+            "--pidfile=",
+            "--logfile=-",
+            "plantcdn",
+            "--workers",
+            "2",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert wait_until(lambda: any("listening on http://" in x for x in lines), 30)
+        port = int(
+            next(x for x in lines if "listening on http://" in x)
+            .split("listening on http://")[1]
+            .split()[0]
+            .rsplit(":", 1)[1]
+        )
+        assert wait_until(lambda: len(children_of(process.pid)) == 1, 30)
+        assert wait_until(lambda: sum("OpsSite starting" in x for x in lines) >= 2, 30)
+        server: Any = RunningServer.__new__(RunningServer)
+        server.port, server.access_key, server.secret_key = port, None, None
+        from plantcdn.credentials import DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY
+
+        server.access_key, server.secret_key = DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY
+        s3: Any = server.client()
+
+        def roundtrip(i: int) -> bool:
+            key = f"company_1/plant_1/w{i}.txt"
+            bucket = INBOX if i % 2 else LONGTERM
+            s3.put_object(Bucket=bucket, Key=key, Body=f"body {i}".encode())
+            return s3.get_object(Bucket=bucket, Key=key)["Body"].read() == f"body {i}".encode()
+
+        with ThreadPoolExecutor(8) as pool:
+            assert all(pool.map(roundtrip, range(60)))
+        worker = children_of(process.pid)[0]
+        process.send_signal(signal.SIGTERM)
+        process.wait(40)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{worker}").exists():
+            time.sleep(0.05)
+        assert (
+            not Path(f"/proc/{worker}/status").exists()
+            or "zombie" in Path(f"/proc/{worker}/status").read_text()
+        )
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
