@@ -104,11 +104,13 @@ class CorsStore:
         return config
 
     def put(self, bucket: Bucket, config: CorsConfiguration) -> None:
-        """Replace the configuration: write a temporary file, then rename it over."""
+        """Replace the configuration: write a temporary file, then rename it over the old."""
         path = self._path(bucket)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        bucket.tmp_dir.mkdir(parents=True, exist_ok=True)
         data = json.dumps(config.to_json(), indent=2).encode("utf-8")
-        tmp = path.with_name(f".{CORS_FILE}.{uuid.uuid4().hex}.part")
+        # In tmp/ (same filesystem, so the rename is atomic) a crash leaves nothing
+        # behind: start-up empties tmp/.
+        tmp = bucket.tmp_dir / f"{CORS_FILE}.{uuid.uuid4().hex}.part"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         try:
             try:
