@@ -29,6 +29,11 @@ __all__ = [
 MISSING_CHECKSUM = "Missing required header for this request: Content-MD5 OR x-amz-checksum-*"
 
 
+_NOT_CHECKSUM_VALUES = frozenset(
+    {"x-amz-checksum-type", "x-amz-checksum-algorithm", "x-amz-checksum-mode"}
+)
+
+
 def bucket_of(svc: Services, call: S3Call) -> Bucket:
     """The addressed bucket, or 404 NoSuchBucket."""
     assert call.target.bucket is not None
@@ -87,7 +92,7 @@ def read_xml_request(call: S3Call, *, max_bytes: int, checksum_required: bool) -
     has_checksum = (
         "content-md5" in call.headers
         or any(
-            name.startswith("x-amz-checksum-") and name not in ("x-amz-checksum-type",)
+            name.startswith("x-amz-checksum-") and name not in _NOT_CHECKSUM_VALUES
             for name in call.headers
         )
         or bool(call.headers.get("x-amz-trailer"))
