@@ -31,6 +31,7 @@ from urllib.parse import quote, urlsplit
 from attrs import frozen
 from awscrt import checksums as crt
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import Cooperator
 from twisted.python.failure import Failure
 
@@ -44,7 +45,7 @@ from plantcdn.digests import (
     checksums_from_headers,
     trailer_algorithm,
 )
-from plantcdn.errors import S3Error
+from plantcdn.errors import S3Error, render_error_xml
 from plantcdn.objects import (
     STREAMING_MODES,
     check_write_conditions,
@@ -78,6 +79,10 @@ MAX_OBJECT_SIZE = MAX_PART_NUMBER * MAX_PUT_SIZE
 MAX_COMPLETE_BODY = 4 * 1024**2
 #: Bytes moved per turn of the reactor while assembling the final object.
 ASSEMBLE_STEP = 8 * 1024**2
+#: Seconds of assembling after which (and between which) CompleteMultipartUpload
+#: sends keep-alive white space, as S3 does (see :class:`KeepAlive`).
+KEEPALIVE_EVERY = 5.0
+XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 #: "max-parts ... max-uploads ... default 1,000" (ListParts, ListMultipartUploads).
 LIST_LIMIT = 1000
 
@@ -712,6 +717,64 @@ def assemble(
     return result
 
 
+class KeepAlive:
+    """S3's answer to a CompleteMultipartUpload that takes long to assemble.
+
+    "After Amazon S3 begins processing the request, it sends an HTTP response
+    header that specifies a 200 OK response. While processing is in progress,
+    Amazon S3 periodically sends white space characters to keep the connection
+    from timing out.  Because a request could fail after the initial 200 OK
+    response has been sent, it is important that you check the response body"
+    (API Reference, CompleteMultipartUpload).  SDKs do, so a very large object
+    never hits the client's read timeout (60 s in botocore).  Every refusal
+    that can be decided up front (InvalidPart, EntityTooSmall ...) is sent
+    before this starts, with its own status.
+    """
+
+    def __init__(self, call: S3Call, clock: IReactorTime, every: float | None = None) -> None:
+        self.call = call
+        self.clock = clock
+        self.every = KEEPALIVE_EVERY if every is None else every
+        self.started = False
+        self._timer: IDelayedCall | None = clock.callLater(self.every, self._tick)
+
+    def _tick(self) -> None:
+        request = self.call.request
+        try:
+            if not self.started:
+                self.started = True
+                request.setResponseCode(200)
+                self.call.set_header("Content-Type", "application/xml")
+                self.call.set_header("x-amz-server-side-encryption", "AES256")
+                request.write(XML_DECLARATION)
+            request.write(b" ")
+        except Exception:  # the client went away; the handler is being cancelled
+            self._timer = None
+            return
+        self._timer = self.clock.callLater(self.every, self._tick)
+
+    def stop(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def finish(self, document: bytes) -> bytes:
+        """What is left to send of *document* (its declaration went first)."""
+        self.stop()
+        return document.removeprefix(XML_DECLARATION) if self.started else document
+
+    def finish_with_error(self, error: S3Error) -> bytes:
+        """An ``<Error>`` document in the 200 answer already under way."""
+        host_id = self.call.request.responseHeaders.getRawHeaders(b"x-amz-id-2", [b""])[0]
+        body = render_error_xml(
+            error,
+            request_id=self.call.request_id,
+            host_id=host_id.decode("latin-1"),
+            resource=self.call.target.resource,
+        )
+        return self.finish(body)
+
+
 def _location(svc: Services, call: S3Call, bucket: str, key: str) -> str:
     """The object's URL in the addressing style the client used."""
     base = svc.config.base_url.rstrip("/")
@@ -756,6 +819,7 @@ async def _complete(
     check_write_conditions(svc, call, bucket, key)
     sources = [(store.part_path(bucket, state.upload_id, r), r.size) for r in records]
     fd, temp = svc.storage.new_temp(bucket)
+    keepalive = KeepAlive(call, svc.clock)
     try:
         try:
             await assemble(svc.cooperator, sources, fd, fsync=svc.storage.fsync)
@@ -780,17 +844,17 @@ async def _complete(
     except BaseException as exc:
         with contextlib.suppress(OSError):
             temp.unlink()
-        if isinstance(exc, OSError):
-            raise _disk_error(exc) from exc
+        error = _disk_error(exc) if isinstance(exc, OSError) else exc
+        if keepalive.started and isinstance(error, S3Error):
+            return keepalive.finish_with_error(error)
+        if error is not exc:
+            raise error from exc
         raise
+    finally:
+        keepalive.stop()
     with contextlib.suppress(S3Error):
         store.remove(bucket, state.upload_id)
-    _set_checksum_headers(call, meta.checksums)
-    if meta.checksum_type:
-        call.set_header("x-amz-checksum-type", meta.checksum_type)
-    call.set_header("x-amz-server-side-encryption", "AES256")
-    return _xml_response(
-        call,
+    document = render(
         "CompleteMultipartUploadResult",
         [
             ("Location", _location(svc, call, bucket.name, key)),
@@ -801,6 +865,13 @@ async def _complete(
             *([("ChecksumType", meta.checksum_type)] if meta.checksum_type else []),
         ],
     )
+    if keepalive.started:
+        return keepalive.finish(document)
+    _set_checksum_headers(call, meta.checksums)
+    if meta.checksum_type:
+        call.set_header("x-amz-checksum-type", meta.checksum_type)
+    call.set_header("x-amz-server-side-encryption", "AES256")
+    return send_xml(call, document)
 
 
 # -- AbortMultipartUpload, ListParts, ListMultipartUploads -----------------------------

@@ -756,3 +756,87 @@ def test_upload_survives_restart(
     )
     assert s3.list_multipart_uploads(Bucket=INBOX).get("Uploads", []) == []
     assert os.listdir(uploads_dir(second, INBOX)) == []
+
+
+# ---------------------------------------------------------------------------
+# Keep-alive white space while a long CompleteMultipartUpload assembles (pure)
+
+
+def keepalive_call() -> tuple[Any, Any]:
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from plantcdn.call import S3Call
+    from plantcdn.routing import Target
+    from plantcdn.sigv4 import RequestParts
+
+    request = DummyRequest([b""])
+    request.setHeader(b"x-amz-id-2", b"host-id")
+    call = S3Call(
+        request=request,
+        target=Target(INBOX, "company_1/plant_1/k", False),
+        operation="CompleteMultipartUpload",
+        headers={},
+        query={},
+        parts=RequestParts("POST", "/", (), {}),
+        request_id="REQ",
+        now=0.0,
+    )
+    return call, request
+
+
+def test_keepalive_is_silent_for_a_quick_completion() -> None:
+    """A completion that ends before the first interval sends nothing early."""
+    from twisted.internet.task import Clock
+
+    from plantcdn.multipart import KeepAlive
+
+    call, request = keepalive_call()
+    clock = Clock()
+    keepalive = KeepAlive(call, clock, every=5)
+    clock.advance(4)
+    assert keepalive.finish(b"<doc/>") == b"<doc/>"
+    clock.advance(10)
+    assert request.written == []
+    assert clock.getDelayedCalls() == []
+
+
+def test_keepalive_sends_200_and_white_space_then_the_result() -> None:
+    """After each interval one space goes out; declaration + spaces + result is one document."""
+    from xml.etree.ElementTree import fromstring
+
+    from twisted.internet.task import Clock
+
+    from plantcdn.multipart import KeepAlive
+    from plantcdn.xmlbody import render
+
+    call, request = keepalive_call()
+    clock = Clock()
+    keepalive = KeepAlive(call, clock, every=5)
+    clock.advance(5)
+    clock.advance(5)
+    assert request.responseCode == 200
+    sent = b"".join(request.written)
+    assert sent == b'<?xml version="1.0" encoding="UTF-8"?>\n  '
+    rest = keepalive.finish(render("CompleteMultipartUploadResult", [("Key", "k")]))
+    assert fromstring(sent + rest).tag.endswith("CompleteMultipartUploadResult")
+    assert clock.getDelayedCalls() == []
+
+
+def test_keepalive_error_after_start_is_an_error_document() -> None:
+    """A failure after the 200 went out is an <Error> body, as S3 sends it."""
+    from xml.etree.ElementTree import fromstring
+
+    from twisted.internet.task import Clock
+
+    from plantcdn.errors import S3Error
+    from plantcdn.multipart import KeepAlive
+
+    call, request = keepalive_call()
+    clock = Clock()
+    keepalive = KeepAlive(call, clock, every=5)
+    clock.advance(5)
+    rest = keepalive.finish_with_error(S3Error("PreconditionFailed"))
+    root = fromstring(b"".join(request.written) + rest)
+    assert root.tag == "Error"
+    assert root.findtext("Code") == "PreconditionFailed"
+    assert root.findtext("HostId") == "host-id"
