@@ -21,6 +21,7 @@ pytest.importorskip("storages")
 
 from django.conf import settings  # noqa: E402
 from django.core.files.base import ContentFile  # noqa: E402
+from django.test import override_settings  # noqa: E402
 
 MiB = 1024 * 1024
 
@@ -41,34 +42,33 @@ def storages(server: RunningServer) -> Iterator[Any]:
         "addressing_style": "path",
         "signature_version": "s3v4",
     }
-    if not settings.configured:
-        settings.configure(
-            USE_TZ=True,
-            STORAGES={
-                "default": {
-                    "BACKEND": "storages.backends.s3.S3Storage",
-                    "OPTIONS": {**common, "bucket_name": INBOX},
-                },
-                "longterm": {
-                    "BACKEND": "storages.backends.s3.S3Storage",
-                    "OPTIONS": {
-                        **common,
-                        "bucket_name": LONGTERM,
-                        "querystring_auth": False,
-                        # CloudFront in production; plantcdn's /cdn read path here.
-                        "custom_domain": f"127.0.0.1:{server.port}/cdn",
-                        "url_protocol": "http:",
-                    },
-                },
-                "staticfiles": {
-                    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-                },
+    storages_setting = {
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {**common, "bucket_name": INBOX},
+        },
+        "longterm": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                **common,
+                "bucket_name": LONGTERM,
+                "querystring_auth": False,
+                # CloudFront in production; plantcdn's /cdn read path here.
+                "custom_domain": f"127.0.0.1:{server.port}/cdn",
+                "url_protocol": "http:",
             },
-        )
+        },
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    if not settings.configured:
+        settings.configure(USE_TZ=True)
         django.setup()
-    from django.core.files.storage import storages as configured
+    # Other test modules may have configured Django first: override, as Django's
+    # own tests do (the setting_changed signal drops cached storage backends).
+    with override_settings(STORAGES=storages_setting):
+        from django.core.files.storage import storages as configured
 
-    yield configured
+        yield configured
 
 
 def fetch(url: str) -> tuple[int, bytes]:
