@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
@@ -56,38 +58,10 @@ MiB = 1024 * KiB
 # -- the server under test -----------------------------------------------------------
 
 
-class Daemon:
-    """``twistd -n plantcdn`` on a free loopback port, with /proc readings of its process."""
+class ProcReadings:
+    """Peak RSS and CPU seconds of a server's processes, from /proc."""
 
-    def __init__(self, data: Path, *, fsync: bool, workers: int | None = None) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PLANTCDN_"))}
-        env["PLANTCDN_FSYNC"] = "true" if fsync else "false"
-        twistd = str(Path(sys.executable).with_name("twistd"))
-        args = [twistd, "-n", "--pidfile=", f"--logfile={data / 'plantcdn.log'}", "plantcdn",
-                "--listen", "tcp:0:interface=127.0.0.1", "--data-dir", str(data)]
-        if workers:
-            args += ["--workers", str(workers)]
-        self.process = subprocess.Popen(args, cwd=data, env=env)
-        self.port = 0
-        deadline = time.monotonic() + 30
-        log = data / "plantcdn.log"
-        while time.monotonic() < deadline and self.port == 0:
-            if log.exists():
-                m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", log.read_text())
-                if m:
-                    self.port = int(m.group(1))
-            time.sleep(0.05)
-        if not self.port:
-            self.stop()
-            raise RuntimeError("plantcdn did not start")
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def reset_peak(self) -> None:
-        for pid in self.pids():
-            try:
-                Path(f"/proc/{pid}/clear_refs").write_text("5")
-            except OSError:
-                pass
+    process: Any
 
     def pids(self) -> list[int]:
         pids = [self.process.pid]
@@ -97,6 +71,13 @@ class Daemon:
         except OSError:
             pass
         return pids
+
+    def reset_peak(self) -> None:
+        for pid in self.pids():
+            try:
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
+            except OSError:
+                pass
 
     def peak_rss_mib(self) -> float:
         peak = 0
@@ -121,6 +102,48 @@ class Daemon:
             total += (int(fields[11]) + int(fields[12])) / tick
         return total
 
+
+class RefServer(ProcReadings):
+    """A reference server (moto, s3rver) started by bench/refs.py."""
+
+    def __init__(self, ref: Any) -> None:
+        self.ref = ref
+        self.process = type("P", (), {"pid": ref.pid})()
+        self.url = ref.url
+        self.port = int(ref.url.rsplit(":", 1)[1])
+        self.access_key, self.secret_key = ref.access_key, ref.secret_key
+
+    def stop(self) -> None:
+        self.ref.stop()
+
+
+class Daemon(ProcReadings):
+    """``twistd -n plantcdn`` on a free loopback port, with /proc readings of its process."""
+
+    def __init__(self, data: Path, *, fsync: bool, workers: int | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PLANTCDN_"))}
+        env["PLANTCDN_FSYNC"] = "true" if fsync else "false"
+        twistd = str(Path(sys.executable).with_name("twistd"))
+        args = [twistd, "-n", "--pidfile=", f"--logfile={data / 'plantcdn.log'}", "plantcdn",
+                "--listen", "tcp:0:interface=127.0.0.1", "--data-dir", str(data)]
+        if workers:
+            args += ["--workers", str(workers)]
+        self.process = subprocess.Popen(args, cwd=data, env=env)
+        self.port = 0
+        deadline = time.monotonic() + 30
+        log = data / "plantcdn.log"
+        while time.monotonic() < deadline and self.port == 0:
+            if log.exists():
+                m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", log.read_text())
+                if m:
+                    self.port = int(m.group(1))
+            time.sleep(0.05)
+        if not self.port:
+            self.stop()
+            raise RuntimeError("plantcdn did not start")
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.access_key, self.secret_key = ACCESS, SECRET
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -143,11 +166,12 @@ class _KnownPayloadAuth(botocore.auth.S3SigV4Auth):
 
 
 def signed_put(url: str, body: bytes, headers: dict[str, str] | None = None,
-               payload_hash: str | None = None) -> dict[str, str]:
+               payload_hash: str | None = None,
+               keys: tuple[str, str] = (ACCESS, SECRET)) -> dict[str, str]:
     """Headers of a SigV4 PutObject with the real payload hash (valid for 15 minutes)."""
     request = botocore.awsrequest.AWSRequest(method="PUT", url=url, data=body,
                                              headers=headers or {})
-    creds = botocore.credentials.Credentials(ACCESS, SECRET)
+    creds = botocore.credentials.Credentials(*keys)
     auth = _KnownPayloadAuth(creds, "s3", REGION)
     auth.payload_hash = payload_hash
     auth.add_auth(request)
@@ -155,10 +179,10 @@ def signed_put(url: str, body: bytes, headers: dict[str, str] | None = None,
     return {k: v for k, v in prepared.headers.items()}
 
 
-def client(url: str, **config: Any) -> Any:
+def client(url: str, keys: tuple[str, str] = (ACCESS, SECRET), **config: Any) -> Any:
     return boto3.client(
-        "s3", endpoint_url=url, region_name=REGION, aws_access_key_id=ACCESS,
-        aws_secret_access_key=SECRET,
+        "s3", endpoint_url=url, region_name=REGION, aws_access_key_id=keys[0],
+        aws_secret_access_key=keys[1],
         config=BotoConfig(s3={"addressing_style": "path"}, signature_version="s3v4",
                           request_checksum_calculation="when_required", **config),
     )
@@ -232,7 +256,8 @@ def big_put(daemon: Daemon, size: int) -> dict[str, Any]:
     """One PutObject of *size* bytes with its real SHA-256, streamed by the client."""
     key = f"company_1/plant_1/bench-{size}.bin"
     url = f"{daemon.url}/{INBOX}/{key}"
-    headers = signed_put(url, b"", payload_hash=sha256_of(size))
+    headers = signed_put(url, b"", payload_hash=sha256_of(size),
+                         keys=(daemon.access_key, daemon.secret_key))
     headers["Content-Length"] = str(size)
     conn = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=600)
     start = time.perf_counter()
@@ -374,16 +399,17 @@ def ok_statuses(result: dict[str, Any], expected: int) -> bool:
     return result["non_2xx"] == 0 and result["errors"] == 0 and result["requests"] > 0
 
 
-def run_small(daemon: Daemon, data: Path, args: argparse.Namespace,
-              label: str) -> dict[str, Any]:
+def run_small(daemon: Any, data: Path, args: argparse.Namespace,
+              label: str, full: bool = True) -> dict[str, Any]:
     """64 KiB PUT (SigV4, real payload hash), GET via /cdn and via GetObject."""
     body = (b"0123456789abcdef" * 4096)[: 64 * KiB]
     body_file = data / "body64k.bin"
     body_file.write_bytes(body)
     key = "company_1/plant_1/bench64k.webp"
     put_url = f"{daemon.url}/{LONGTERM}/{key}"
-    put_headers = signed_put(put_url, body, {"Content-Type": "image/webp"})
-    s3 = client(daemon.url)
+    keys = (daemon.access_key, daemon.secret_key)
+    put_headers = signed_put(put_url, body, {"Content-Type": "image/webp"}, keys=keys)
+    s3 = client(daemon.url, keys)
     s3.put_object(Bucket=LONGTERM, Key=key, Body=body, ContentType="image/webp")
     get_url = s3.generate_presigned_url("get_object", Params={"Bucket": LONGTERM, "Key": key})
     out: dict[str, Any] = {}
@@ -401,6 +427,8 @@ def run_small(daemon: Daemon, data: Path, args: argparse.Namespace,
         (f"GET 64 KiB GetObject c{args.connections}", lambda: wrk(
             get_url, connections=args.connections, seconds=args.seconds), 200),
     ]
+    if not full:  # references: the PUT and GetObject figures the ratios need
+        scenarios = [scenarios[0], scenarios[4]]
     for name, fn, expected in scenarios:
         runs = [measured(daemon, fn) for _ in range(args.runs)]
         out[f"{label}: {name}"] = summarize(runs, expected, "rps")
@@ -432,7 +460,8 @@ def nginx_reference(folder: Path, args: argparse.Namespace) -> dict[str, Any] | 
         sock.close()
         conf = Path(tmp) / "nginx.conf"
         conf.write_text(
-            f"worker_processes 1; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/error.log;\n"
+            ("user root;\n" if os.geteuid() == 0 else "")
+            + f"worker_processes 1; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/error.log;\n"
             "events { worker_connections 1024; }\n"
             f"http {{ access_log off; client_body_temp_path {tmp}; proxy_temp_path {tmp};\n"
             f"  fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp};\n"
@@ -452,6 +481,35 @@ def nginx_reference(folder: Path, args: argparse.Namespace) -> dict[str, Any] | 
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+def run_large_refs(server: Any, args: argparse.Namespace, label: str) -> dict[str, Any]:
+    size = args.large_mib * MiB
+    runs = [measured(server, lambda: big_put(server, size)) for _ in range(args.large_runs)]
+    return {f"{label}: PutObject {args.large_mib} MiB": summarize(runs, 200, "mb_s")}
+
+
+def run_references(data: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """moto and s3rver, the S3 stand-ins people use instead, measured the same way."""
+    import refs
+
+    available = refs.prepare()
+    out: dict[str, Any] = {}
+    for name in ("s3rver", "moto"):
+        if not available.get(name):
+            print(f"{name} is not available; skipped", file=sys.stderr)
+            continue
+        folder = data / f"{name}-data"
+        folder.mkdir(exist_ok=True)
+        ref = (refs.start_s3rver([LONGTERM, INBOX], folder) if name == "s3rver"
+               else refs.start_moto([LONGTERM, INBOX]))
+        server = RefServer(ref)
+        try:
+            out.update(run_small(server, data, args, name, full=False))
+            out.update(run_large_refs(server, args, name))
+        finally:
+            server.stop()
+    return out
 
 
 def run_large(daemon: Daemon, data: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -493,10 +551,17 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
             value = f"{r.get('seconds', 0):.2f} s"
         lines.append(f"| {name} | {value} | {r.get('p50_ms', '')} | {r.get('p99_ms', '')} | "
                      f"{r['peak_rss_mib']} | {r['cpu_s']} | {'yes' if r['valid'] else 'NO'} |")
-    for label, (a, b) in meta.get("ratios_of", {}).items():
-        if a in results and b in results:
-            lines.append("")
-            lines.append(f"{label}: {results[a]['rps'] / results[b]['rps']:.2f}")
+    ratios = [(label, a, b) for label, (a, b) in meta.get("ratios_of", {}).items()
+              if a in results and b in results]
+    big = f"PutObject {meta['args']['large_mib']} MiB"
+    for ref in ("s3rver", "moto"):
+        if big in results and f"{ref}: {big}" in results:
+            ratios.append((f"{big} MB/s vs {ref}", big, f"{ref}: {big}"))
+    if ratios:
+        lines += ["", "| ratio | value |", "|---|---|"]
+    for label, a, b in ratios:
+        key = "rps" if "rps" in results[a] else "mb_s"
+        lines.append(f"| {label} | {results[a][key] / results[b][key]:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -529,11 +594,19 @@ def main() -> int:
             daemon.stop()
         if args.refs:
             results.update(nginx_reference(data / "s3_longterm", args) or {})
+            results.update(run_references(data, args))
     meta = {
         "when": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "runs": args.runs,
         "args": {k: str(v) for k, v in vars(args).items()},
         "ratios_of": {
             "/cdn GET vs nginx (c64)": ("plantcdn: GET 64 KiB /cdn c64", "nginx: GET 64 KiB c64"),
+            "PUT 64 KiB vs s3rver (c16)": (f"plantcdn: PUT 64 KiB SigV4 c{args.connections}",
+                                           f"s3rver: PUT 64 KiB SigV4 c{args.connections}"),
+            "PUT 64 KiB vs moto (c16)": (f"plantcdn: PUT 64 KiB SigV4 c{args.connections}",
+                                         f"moto: PUT 64 KiB SigV4 c{args.connections}"),
+            "GetObject 64 KiB vs s3rver (c16)": (
+                f"plantcdn: GET 64 KiB GetObject c{args.connections}",
+                f"s3rver: GET 64 KiB GetObject c{args.connections}"),
         },
     }
     args.out.mkdir(parents=True, exist_ok=True)

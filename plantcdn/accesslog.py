@@ -83,8 +83,19 @@ def log_access(
     logger: Logger = _access_logger,
 ) -> None:
     """Emit the access event for one finished (or abandoned) request."""
+    # The line is formatted here, once, with an f-string: twisted.logger's own
+    # formatter parses a many-field format string per event and per observer,
+    # which cost more than the rest of a small request (see bench/).
+    rounded = round(duration_ms, 1)
+    rid = request_id or "-"
+    suffix = f" code={error_code}" if error_code else ""
+    line = (
+        f'{client} "{method} {path}" {operation} {status} in={bytes_in} out={bytes_out} '
+        f"{rounded}ms id={rid}{suffix}"
+    )
     logger.info(
-        ACCESS_FORMAT,
+        "{access_line}",
+        access_line=line,
         client=client,
         method=method,
         path=path,
@@ -92,10 +103,9 @@ def log_access(
         status=status,
         bytes_in=bytes_in,
         bytes_out=bytes_out,
-        duration_ms=round(duration_ms, 1),
-        request_id=request_id or "-",
+        duration_ms=rounded,
+        request_id=rid,
         error_code=error_code,
-        error_suffix=f" code={error_code}" if error_code else "",
         plantcdn_access=True,
     )
 

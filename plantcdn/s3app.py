@@ -115,6 +115,7 @@ class S3App:
         call = self._parse(request, request_id)
         prepare = STREAMED.get(call.operation)
         if prepare is None:
+            request.plantcdn_parsed = (call, host_id)  # type: ignore[attr-defined]
             return None
         stream = StreamedUpload(call, host_id)
         annotate(request, operation=call.operation)
@@ -136,8 +137,11 @@ class S3App:
     @app.route("/", branch=True, methods=ALL_METHODS, strict_slashes=False)
     async def s3(self, request: IRequest) -> Any:
         streamed = getattr(request, "body_sink", None)
+        parsed: tuple[S3Call, str] | None = getattr(request, "plantcdn_parsed", None)
         if isinstance(streamed, StreamedUpload):
             request_id, host_id = streamed.call.request_id, streamed.host_id
+        elif parsed is not None:  # parsed when the headers arrived (body_router)
+            request_id, host_id = parsed[0].request_id, parsed[1]
         else:
             request_id, host_id = new_request_ids()
         request.setHeader(b"x-amz-request-id", request_id.encode("ascii"))
@@ -147,6 +151,8 @@ class S3App:
         try:
             if isinstance(streamed, StreamedUpload):
                 call = streamed.call
+            elif parsed is not None:
+                call = parsed[0]
             else:
                 call = self._parse(request, request_id)
             target = call.target

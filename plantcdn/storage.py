@@ -106,6 +106,7 @@ class Storage:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.fsync = config.fsync
+        self._verified_parents: dict[Path, int] = {}
         self.buckets: dict[str, Bucket] = {
             b.name: Bucket(b.name, (config.data_dir / b.folder).resolve()) for b in config.buckets
         }
@@ -301,7 +302,21 @@ class Storage:
             folder = folder.parent
 
     def _make_parents(self, bucket: Bucket, target: Path) -> None:
+        """Create the key's folders, refusing any that resolve outside the bucket.
+
+        A folder already verified is only checked again for being a real
+        directory (one lstat) instead of resolving the whole path each time.
+        """
         parent = target.parent
+        known = self._verified_parents.get(parent)
+        if known is not None:
+            try:
+                st = os.lstat(parent)
+            except OSError:
+                st = None
+            if st is not None and stat.S_ISDIR(st.st_mode) and st.st_ino == known:
+                return
+            self._verified_parents.pop(parent, None)
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
@@ -312,6 +327,9 @@ class Storage:
             ) from None
         if not parent.resolve().is_relative_to(bucket.root):
             raise S3Error("AccessDenied", "Object key resolves outside the bucket")
+        if len(self._verified_parents) >= 4096:
+            self._verified_parents.clear()
+        self._verified_parents[parent] = os.lstat(parent).st_ino
 
     def _inode_of(self, path: Path) -> int | None:
         try:
