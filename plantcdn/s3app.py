@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource
+from twisted.web.resource import IResource, Resource
 from werkzeug.routing import PathConverter
 
 from plantcdn import bucketops, cors, multipart, objects, postobject
@@ -93,7 +93,9 @@ class S3App:
             self.handlers.update(module.HANDLERS)
 
     def resource(self) -> IResource:
-        return self.app.resource()
+        """The site's root: ``/cdn/`` goes straight to the CDN resource (the hot read
+        path skips Klein's routing); everything else goes to the Klein app."""
+        return _FrontDoor(self.app.resource(), self.cdn)
 
     @app.route(OPS_PREFIX, branch=True, methods=ALL_METHODS)
     def plantcdn_ops(self, request: IRequest) -> IResource:
@@ -247,6 +249,25 @@ class S3App:
             return b""
         request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
         return body
+
+
+class _FrontDoor(Resource):
+    """Dispatches the first path segment: ``cdn`` to the CDN, the rest to Klein."""
+
+    def __init__(self, app: IResource, cdn: IResource) -> None:
+        super().__init__()
+        self.app = app
+        self.cdn = cdn
+
+    def getChildWithDefault(self, path: bytes, request: IRequest) -> IResource:
+        if path == b"cdn" and request.postpath:
+            return self.cdn
+        # Klein routes on the whole path: give back the segment traversal took.
+        request.postpath.insert(0, request.prepath.pop())
+        return self.app
+
+    def render(self, request: IRequest) -> bytes | int:
+        return self.app.render(request)
 
 
 def _drop_success_headers(request: IRequest) -> None:
