@@ -12,6 +12,7 @@ to a log call but not shown in its message can never leak into the JSON.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -55,6 +56,7 @@ ACCESS_FORMAT = (
 MAX_PATH_CHARS = 1024
 
 _access_logger = Logger(namespace=ACCESS_NAMESPACE)
+_PLAIN = re.compile(r"[\x21-\x7e]*")
 
 
 def safe_path(raw_path: bytes) -> str:
@@ -62,7 +64,8 @@ def safe_path(raw_path: bytes) -> str:
     signature), control characters escaped, bounded in length."""
     path = raw_path.split(b"?", 1)[0][: MAX_PATH_CHARS + 1]
     text = path.decode("latin-1")
-    text = "".join(c if 0x20 < ord(c) < 0x7F else f"\\x{ord(c):02x}" for c in text)
+    if not _PLAIN.fullmatch(text):  # the common case, printable ASCII, needs no escaping
+        text = "".join(c if 0x20 < ord(c) < 0x7F else f"\\x{ord(c):02x}" for c in text)
     if len(text) > MAX_PATH_CHARS:
         text = text[:MAX_PATH_CHARS] + "..."
     return text
