@@ -23,6 +23,8 @@ __all__ = ["BucketConfig", "Config", "ConfigError", "read_dotenv"]
 DEFAULT_PORT = 8001
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ID_PATTERN = r"[0-9]+"
+DEFAULT_HEADER_TIMEOUT = 20.0
+DEFAULT_BODY_IDLE_TIMEOUT = 20.0
 INBOX_FOLDER = "s3_inbox"
 LONGTERM_FOLDER = "s3_longterm"
 
@@ -56,6 +58,8 @@ class Config:
     data_dir: Path = field(factory=Path.cwd)
     tenant_id_pattern: str = DEFAULT_ID_PATTERN
     fsync: bool = True
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT  # seconds; 0 = none (plantcdn.connections)
+    body_idle_timeout: float = DEFAULT_BODY_IDLE_TIMEOUT
     cdn_cache_control: str | None = None
     cdn_missing_status: int = 404  # 403: AccessDenied, as CloudFront with a private S3 origin
     cloudfront_public_keys: tuple[tuple[str, str], ...] = ()  # key-pair id -> PEM; () = unsigned
@@ -137,6 +141,14 @@ class Config:
         if fsync_text not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
             raise ConfigError("PLANTCDN_FSYNC must be true or false")
 
+        header_timeout = _seconds(
+            get("PLANTCDN_HEADER_TIMEOUT"), DEFAULT_HEADER_TIMEOUT, "PLANTCDN_HEADER_TIMEOUT"
+        )
+        body_idle_timeout = _seconds(
+            get("PLANTCDN_BODY_IDLE_TIMEOUT"), DEFAULT_BODY_IDLE_TIMEOUT,
+            "PLANTCDN_BODY_IDLE_TIMEOUT",
+        )
+
         try:
             cdn = cdn_settings(get, Path.cwd())
             bucket_cors = cors_settings(get, Path.cwd(), (inbox, longterm))
@@ -156,8 +168,23 @@ class Config:
             fsync=fsync_text in ("true", "1", "yes", "on"),
             cdn_cache_control=get("PLANTCDN_CDN_CACHE_CONTROL"),
             bucket_cors=bucket_cors,
+            header_timeout=header_timeout,
+            body_idle_timeout=body_idle_timeout,
             **cdn,
         )
+
+
+def _seconds(text: str | None, default: float, name: str) -> float:
+    """A timeout in seconds (0 switches it off); a typo must not start a server without one."""
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {text!r}") from None
+    if not 0 <= value <= 86400:
+        raise ConfigError(f"{name} must be between 0 and 86400 seconds, not {text}")
+    return value
 
 
 def read_dotenv(path: Path) -> dict[str, str]:

@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.server import Request
 
+from plantcdn.connections import BodyIdleTimer, watch_body
 from plantcdn.errors import S3Error
 
 __all__ = ["DRAIN_LIMIT", "AmzHeaders", "BodySink", "PlantRequest"]
@@ -70,6 +71,7 @@ class PlantRequest(Request):
     plantcdn_error_code: str | None = None
     body_complete = False
     _drained = 0
+    _body_timer: BodyIdleTimer | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -78,6 +80,7 @@ class PlantRequest(Request):
     # -- body streaming --------------------------------------------------------
 
     def gotLength(self, length: int | None) -> None:
+        self._body_timer = watch_body(self, length, self.body_timed_out)
         site = getattr(self.channel, "site", None)
         router: BodyRouter | None = getattr(site, "body_router", None)
         sink = None
@@ -103,6 +106,8 @@ class PlantRequest(Request):
             self._answer_early(sink, failed)
 
     def handleContentChunk(self, data: bytes) -> None:
+        if self._body_timer is not None:
+            self._body_timer.touch()
         if self.answered_early:
             self._drain(len(data))
             return
@@ -118,12 +123,16 @@ class PlantRequest(Request):
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         self.body_complete = True
+        if self._body_timer is not None:
+            self._body_timer.cancel()
         if self.answered_early:
             self._close()
             return
         super().requestReceived(command, path, version)
 
     def connectionLost(self, reason: Failure) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
         if self.body_sink is not None and not self.body_complete:
             self.body_sink.abort()
         if self.answered_early:
@@ -133,6 +142,17 @@ class PlantRequest(Request):
             if account is not None:
                 account(aborted=False)
         super().connectionLost(reason)
+
+    def body_timed_out(self) -> None:
+        """The body stalled past the body idle timeout (see :mod:`plantcdn.connections`):
+        forget the upload and answer S3's 400 ``RequestTimeout``, then close."""
+        if self.body_complete:
+            return
+        if not self.answered_early:
+            if self.body_sink is not None:
+                self.body_sink.abort()
+            self._answer_early(self.body_sink, S3Error("RequestTimeout"))
+        self._close()
 
     def _answer_early(self, sink: BodySink | None, error: S3Error) -> None:
         """Send the S3 error now; the body that follows is drained, never stored."""

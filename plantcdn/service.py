@@ -11,6 +11,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from plantcdn.config import Config
+from plantcdn.connections import configure_site, raise_fd_limit
 from plantcdn.ops import Ops, OpsSite
 from plantcdn.request import PlantRequest
 from plantcdn.s3app import S3App
@@ -33,6 +34,9 @@ def make_site(
     site.body_router = app.body_router  # type: ignore[attr-defined]  # see plantcdn.request
     site.displayTracebacks = False
     site.noisy = False
+    configure_site(
+        site, header_timeout=config.header_timeout, body_idle_timeout=config.body_idle_timeout
+    )
     return site
 
 
@@ -85,6 +89,10 @@ class PlantCDNService(MultiService):
         self.storage = storage
 
     def privilegedStartService(self) -> None:
+        before, after = raise_fd_limit()
+        if after != before:
+            log.info("raised the open-file limit from {before} to {after}", before=before,
+                     after=after)
         removed = self.storage.prepare()
         if removed:
             log.info("removed {count} unfinished upload(s) left by a previous run",
