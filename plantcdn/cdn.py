@@ -228,7 +228,7 @@ class CdnResource(static.File):
     ) -> tuple[ServedVersion, tuple[int, int] | None]:
         """Set the response status and headers; return the byte span to send (None: 304)."""
         st = os.fstat(fd)
-        version = self._version(key, st)
+        version = self._version(key, st, fd)
         meta = version.meta
         set_header = request.responseHeaders.setRawHeaders
         word, age = self.edge.status((key, st.st_ino, meta.etag), version.ttl)
@@ -324,14 +324,14 @@ class CdnResource(static.File):
         finally:
             file.close()
 
-    def _version(self, key: str, st: os.stat_result) -> ServedVersion:
+    def _version(self, key: str, st: os.stat_result, fd: int | None = None) -> ServedVersion:
         """The (cached) headers of the version whose inode, size and mtime *st* shows."""
         cache_key = (self.bucket.name, key, st.st_ino, st.st_size, st.st_mtime_ns)
         version = self.versions.get(cache_key)
         if version is None:
             # Metadata is named after the inode of the very file opened, so old
             # bytes are never paired with new metadata (see plantcdn.storage).
-            meta = self.storage._read_meta(self.bucket, key, st)
+            meta = self.storage.read_meta(self.bucket, key, st, fd)
             headers = object_headers(meta)
             if _described_by_filesystem(meta, st):
                 # A file placed by hand has no stored type: guess from its name.

@@ -37,6 +37,10 @@ __all__ = ["Bucket", "ObjectMeta", "StoredObject", "Storage"]
 
 TEMP_SUFFIX = ".part"
 
+#: Where an object's metadata lives when the filesystem supports user xattrs.
+META_XATTR = "user.plantcdn.meta"
+_XATTRS = hasattr(os, "setxattr")
+
 
 @frozen
 class ObjectMeta:
@@ -167,7 +171,7 @@ class Storage:
             return None
         if not stat.S_ISREG(st.st_mode):
             return None
-        meta = self._read_meta(bucket, key, st)
+        meta = self._read_meta(bucket, key, st, path)
         return StoredObject(path=path, meta=meta, inode=st.st_ino)
 
     def open(self, bucket: Bucket, key: str) -> tuple[IO[bytes], StoredObject] | None:
@@ -189,7 +193,8 @@ class Storage:
                 file.close()
                 return None
             if st.st_ino != found.inode:
-                found = StoredObject(found.path, self._read_meta(bucket, key, st), st.st_ino)
+                meta = self._read_meta(bucket, key, st, file.fileno())
+                found = StoredObject(found.path, meta, st.st_ino)
         except BaseException:
             file.close()
             raise
@@ -212,9 +217,24 @@ class Storage:
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
         return bucket.meta_dir / digest[:2] / f"{digest}.{inode}.json"
 
-    def _read_meta(self, bucket: Bucket, key: str, st: os.stat_result) -> ObjectMeta:
+    def read_meta(
+        self, bucket: Bucket, key: str, st: os.stat_result, source: int | Path | None = None
+    ) -> ObjectMeta:
+        """The metadata of the file *st* describes (*source*: its open fd or path)."""
+        return self._read_meta(bucket, key, st, source)
+
+    def _read_meta(
+        self, bucket: Bucket, key: str, st: os.stat_result, source: int | Path | None = None
+    ) -> ObjectMeta:
+        raw: bytes | None = None
+        if source is not None and _XATTRS:
+            try:
+                raw = os.getxattr(source, META_XATTR)
+            except OSError:
+                raw = None
         try:
-            raw = self._meta_path(bucket, key, st.st_ino).read_bytes()
+            if raw is None:
+                raw = self._meta_path(bucket, key, st.st_ino).read_bytes()
             meta = ObjectMeta.from_json(raw)
             if meta.size == st.st_size:
                 return meta
@@ -226,6 +246,27 @@ class Storage:
             size=st.st_size,
             last_modified=float(int(st.st_mtime)),
         )
+
+    def _set_xattr_meta(self, path: Path, meta: ObjectMeta) -> bool:
+        """Store *meta* in an extended attribute of the file itself, so it moves with
+        the rename and becomes visible atomically with the bytes.  False where the
+        filesystem has no user xattrs or the value is too large (sidecar file then)."""
+        if not _XATTRS:
+            return False
+        try:
+            os.setxattr(path, META_XATTR, meta.to_json(), follow_symlinks=False)
+        except OSError:
+            return False
+        return True
+
+    def _has_xattr_meta(self, path: Path) -> bool:
+        if not _XATTRS:
+            return False
+        try:
+            os.getxattr(path, META_XATTR, follow_symlinks=False)
+        except OSError:
+            return False
+        return True
 
     # -- writing ------------------------------------------------------------
 
@@ -248,10 +289,11 @@ class Storage:
             )
         st = os.stat(temp)
         meta = evolve(meta, size=st.st_size)
-        meta_path = self._meta_path(bucket, key, st.st_ino)
-        meta_path.parent.mkdir(parents=True, exist_ok=True)
         old_inode = self._inode_of(target)
-        self._write_atomic(meta_path, meta.to_json())
+        if not self._set_xattr_meta(temp, meta):
+            meta_path = self._meta_path(bucket, key, st.st_ino)
+            meta_path.parent.mkdir(parents=True, exist_ok=True)
+            self._write_atomic(meta_path, meta.to_json())
         os.replace(temp, target)
         if self.fsync:
             _fsync_dir(target.parent)
@@ -267,6 +309,11 @@ class Storage:
         object was replaced or removed meanwhile, so the caller can answer as S3
         does for a key that is gone.
         """
+        if self._has_xattr_meta(found.path) and self._set_xattr_meta(found.path, meta):
+            try:
+                return os.stat(found.path).st_ino == found.inode
+            except OSError:
+                return False
         path = self._meta_path(bucket, key, found.inode)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._write_atomic(path, meta.to_json())
@@ -327,6 +374,13 @@ class Storage:
             ) from None
         if not parent.resolve().is_relative_to(bucket.root):
             raise S3Error("AccessDenied", "Object key resolves outside the bucket")
+        if self.fsync and parent != bucket.root:
+            # Folders mkdir may just have made exist durably only once each one's
+            # own parent is synced; the object's folder itself is synced after the rename.
+            for folder in parent.parents:
+                _fsync_dir(folder)
+                if folder == bucket.root:
+                    break
         if len(self._verified_parents) >= 4096:
             self._verified_parents.clear()
         self._verified_parents[parent] = os.lstat(parent).st_ino
@@ -347,6 +401,12 @@ class Storage:
         finally:
             os.close(fd)
         os.replace(tmp, path)
+        if self.fsync:
+            # The new name must be durable before anything that relies on it (the
+            # object's rename, in commit) is: sync the folder, and its parent in
+            # case mkdir just made the folder.
+            _fsync_dir(path.parent)
+            _fsync_dir(path.parent.parent)
 
     # -- listing --------------------------------------------------------------
 
