@@ -27,6 +27,7 @@ TESTS = [
     "Pillow>=10",  # archived_processors reference worker only; never imported by plantcdn
     "bandit>=1.7",  # the package must scan clean (tests/test_packaging.py, starter.sh scan)
     "pip-audit>=2.7",  # starter.sh scan: known vulnerabilities of the installed dependencies
+    "awscli>=1.32",  # AWS CLI end-to-end tests (aws s3 cp/ls/rm/sync against plantcdn)
 ]
 DEV = ["ruff==0.17.6", "mypy>=1.10"]  # ruff pinned: the lint step must not change under CI
 
