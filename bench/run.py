@@ -255,13 +255,13 @@ def sha256_of(size: int) -> str:
 def big_put(daemon: Daemon, size: int) -> dict[str, Any]:
     """One PutObject of *size* bytes with its real SHA-256, streamed by the client."""
     key = f"company_1/plant_1/bench-{size}.bin"
-    url = f"{daemon.url}/{INBOX}/{key}"
+    url = f"{daemon.url}/{LONGTERM}/{key}"
     headers = signed_put(url, b"", payload_hash=sha256_of(size),
                          keys=(daemon.access_key, daemon.secret_key))
     headers["Content-Length"] = str(size)
     conn = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=600)
     start = time.perf_counter()
-    conn.putrequest("PUT", f"/{INBOX}/{key}", skip_accept_encoding=True)
+    conn.putrequest("PUT", f"/{LONGTERM}/{key}", skip_accept_encoding=True)
     for k, v in headers.items():
         conn.putheader(k, v)
     conn.endheaders()
@@ -271,6 +271,20 @@ def big_put(daemon: Daemon, size: int) -> dict[str, Any]:
     response.read()
     elapsed = time.perf_counter() - start
     return {"status": response.status, "seconds": elapsed, "mb_s": size / MiB / elapsed}
+
+
+def big_cdn_get(daemon: Daemon, size: int) -> dict[str, Any]:
+    """Read the object big_put stored back through /cdn, counting bytes as they come."""
+    conn = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=600)
+    start = time.perf_counter()
+    conn.request("GET", f"/cdn/company_1/plant_1/bench-{size}.bin")
+    response = conn.getresponse()
+    received = 0
+    while chunk := response.read(MiB):
+        received += len(chunk)
+    elapsed = time.perf_counter() - start
+    status = response.status if received == size else 500
+    return {"status": status, "seconds": elapsed, "mb_s": size / MiB / elapsed}
 
 
 def big_post(daemon: Daemon, size: int) -> dict[str, Any]:
@@ -517,6 +531,7 @@ def run_large(daemon: Daemon, data: Path, args: argparse.Namespace) -> dict[str,
     out: dict[str, Any] = {}
     for name, fn in [
         (f"PutObject {args.large_mib} MiB", lambda: big_put(daemon, size)),
+        (f"GET {args.large_mib} MiB via /cdn", lambda: big_cdn_get(daemon, size)),
         (f"presigned POST {args.large_mib} MiB", lambda: big_post(daemon, size)),
         (f"multipart upload_file {args.large_mib} MiB",
          lambda: multipart_upload(daemon, size, data)),
@@ -576,6 +591,8 @@ def main() -> int:
     parser.add_argument("--large-runs", type=int, default=1)
     parser.add_argument("--list-keys", type=int, default=10_000)
     parser.add_argument("--fsync", action="store_true", help="PLANTCDN_FSYNC=true")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="also measure the small requests with --workers N (1: skip)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     if args.quick:
@@ -592,6 +609,13 @@ def main() -> int:
             results.update(run_large(daemon, data, args))
         finally:
             daemon.stop()
+        if args.workers > 1:
+            daemon = Daemon(data, fsync=args.fsync, workers=args.workers)
+            try:
+                label = f"plantcdn --workers {args.workers}"
+                results.update(run_small(daemon, data, args, label))
+            finally:
+                daemon.stop()
         if args.refs:
             results.update(nginx_reference(data / "s3_longterm", args) or {})
             results.update(run_references(data, args))
@@ -600,6 +624,9 @@ def main() -> int:
         "args": {k: str(v) for k, v in vars(args).items()},
         "ratios_of": {
             "/cdn GET vs nginx (c64)": ("plantcdn: GET 64 KiB /cdn c64", "nginx: GET 64 KiB c64"),
+            f"/cdn GET --workers {args.workers} vs nginx (c64)": (
+                f"plantcdn --workers {args.workers}: GET 64 KiB /cdn c64",
+                "nginx: GET 64 KiB c64"),
             "PUT 64 KiB vs s3rver (c16)": (f"plantcdn: PUT 64 KiB SigV4 c{args.connections}",
                                            f"s3rver: PUT 64 KiB SigV4 c{args.connections}"),
             "PUT 64 KiB vs moto (c16)": (f"plantcdn: PUT 64 KiB SigV4 c{args.connections}",
