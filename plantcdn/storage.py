@@ -294,6 +294,8 @@ class Storage:
             meta_path = self._meta_path(bucket, key, st.st_ino)
             meta_path.parent.mkdir(parents=True, exist_ok=True)
             self._write_atomic(meta_path, meta.to_json())
+        elif self.fsync:
+            _fsync_file(temp)  # the xattr is inode metadata: durable before it is published
         os.replace(temp, target)
         if self.fsync:
             _fsync_dir(target.parent)
@@ -426,6 +428,14 @@ class Storage:
                 key = base + name
                 if key.startswith(prefix):
                     yield key
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(folder: Path) -> None:
