@@ -33,7 +33,6 @@ from awscrt import checksums as crt
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import Cooperator
-from twisted.python.failure import Failure
 
 from plantcdn.awschunked import AwsChunkedDecoder
 from plantcdn.call import Handler, S3Call, Services
@@ -64,7 +63,7 @@ from plantcdn.uploads import (
     new_upload_id,
 )
 from plantcdn.verification import user_metadata
-from plantcdn.writer import MAX_PUT_SIZE, UploadWriter, pump_file
+from plantcdn.writer import MAX_PUT_SIZE, UploadWriter, cooperate_cancellably, pump_file
 from plantcdn.xmlbody import Node, iso_timestamp, local_name, parse_xml, render
 
 __all__ = ["HANDLERS", "MIN_PART_SIZE"]
@@ -696,25 +695,7 @@ def assemble(
             os.fsync(target_fd)
 
     iterator = steps()
-    task = cooperator.cooperate(iterator)
-
-    def cancel(_: Deferred[None]) -> None:
-        with contextlib.suppress(Exception):
-            task.stop()
-        iterator.close()
-
-    result: Deferred[None] = Deferred(cancel)
-
-    def done(_: object) -> None:
-        if not result.called:
-            result.callback(None)
-
-    def failed(failure: Failure) -> None:
-        if not result.called:
-            result.errback(failure)
-
-    task.whenDone().addCallbacks(done, failed)
-    return result
+    return cooperate_cancellably(cooperator, iterator, on_stop=iterator.close)
 
 
 class KeepAlive:

@@ -25,7 +25,7 @@ import stat
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from attrs import asdict, evolve, field, frozen
 
@@ -36,6 +36,7 @@ from plantcdn.keys import INTERNAL_PREFIX, check_key_syntax
 __all__ = ["Bucket", "ObjectMeta", "StoredObject", "Storage"]
 
 TEMP_SUFFIX = ".part"
+_R = TypeVar("_R")
 
 #: Where an object's metadata lives when the filesystem supports user xattrs.
 META_XATTR = "user.plantcdn.meta"
@@ -64,17 +65,27 @@ class ObjectMeta:
     parts_count: int | None = None
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode("utf-8")
+        return record_to_json(self)
 
     @classmethod
     def from_json(cls, data: bytes) -> ObjectMeta:
-        raw: dict[str, Any] = json.loads(data)
-        fields = {f.name for f in cls.__attrs_attrs__}
-        return cls(**{k: v for k, v in raw.items() if k in fields})
+        return record_from_json(cls, data)
 
     @property
     def http_last_modified(self) -> str:
         return email.utils.formatdate(self.last_modified, usegmt=True)
+
+
+def record_to_json(record: Any) -> bytes:
+    """An attrs record as the small JSON document plantcdn keeps on disk."""
+    return json.dumps(asdict(record), sort_keys=True).encode("utf-8")
+
+
+def record_from_json(cls: type[_R], data: bytes) -> _R:
+    """The record *data* holds; fields written by a newer plantcdn are ignored."""
+    raw: dict[str, Any] = json.loads(data)
+    names = {f.name for f in cls.__attrs_attrs__}  # type: ignore[attr-defined]
+    return cls(**{k: v for k, v in raw.items() if k in names})
 
 
 @frozen

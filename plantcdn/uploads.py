@@ -22,7 +22,6 @@ upload disappears atomically even if removing its files is interrupted.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import secrets
@@ -31,10 +30,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from attrs import asdict, evolve, field, frozen
+from attrs import evolve, field, frozen
 
 from plantcdn.errors import S3Error
-from plantcdn.storage import TEMP_SUFFIX, Bucket
+from plantcdn.storage import TEMP_SUFFIX, Bucket, record_from_json, record_to_json
 
 __all__ = [
     "MAX_PART_NUMBER",
@@ -77,13 +76,11 @@ class UploadState:
     object_fields: Mapping[str, Any] = field(factory=dict)
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode("utf-8")
+        return record_to_json(self)
 
     @classmethod
     def from_json(cls, data: bytes) -> UploadState:
-        raw: dict[str, Any] = json.loads(data)
-        names = {f.name for f in cls.__attrs_attrs__}
-        return cls(**{k: v for k, v in raw.items() if k in names})
+        return record_from_json(cls, data)
 
 
 @frozen
@@ -98,13 +95,11 @@ class PartRecord:
     checksums: Mapping[str, str] = field(factory=dict)  # "CRC32" -> base64
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode("utf-8")
+        return record_to_json(self)
 
     @classmethod
     def from_json(cls, data: bytes) -> PartRecord:
-        raw: dict[str, Any] = json.loads(data)
-        names = {f.name for f in cls.__attrs_attrs__}
-        return cls(**{k: v for k, v in raw.items() if k in names})
+        return record_from_json(cls, data)
 
 
 def _no_such_upload(upload_id: str) -> S3Error:

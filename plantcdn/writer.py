@@ -23,7 +23,14 @@ from plantcdn.digests import DigestResult, PayloadDigest
 from plantcdn.errors import S3Error
 from plantcdn.storage import Bucket, ObjectMeta, Storage
 
-__all__ = ["MAX_PUT_SIZE", "ChunkDecoder", "Sink", "UploadWriter", "pump_file"]
+__all__ = [
+    "MAX_PUT_SIZE",
+    "ChunkDecoder",
+    "Sink",
+    "UploadWriter",
+    "cooperate_cancellably",
+    "pump_file",
+]
 
 #: "Upload an object in a single operation ... up to 5 GB" (S3 User Guide, "Uploading objects").
 MAX_PUT_SIZE = 5 * 1024**3
@@ -154,12 +161,24 @@ def pump_file(
             sink.write(chunk)
             yield None
 
-    task = cooperator.cooperate(steps())
+    return cooperate_cancellably(cooperator, steps(), on_stop=sink.abort)
+
+
+def cooperate_cancellably(
+    cooperator: Cooperator, work: Iterator[None], on_stop: Callable[[], None]
+) -> Deferred[None]:
+    """Run *work* one step per reactor turn; a Deferred for its end.
+
+    Cancelling the Deferred (Klein does when the client goes away) stops the
+    work and calls *on_stop*, as does a failing step, so the caller's
+    temporary files are removed whichever way the work ends early.
+    """
+    task = cooperator.cooperate(work)
 
     def cancel(_: Deferred[None]) -> None:
         with contextlib.suppress(Exception):
             task.stop()
-        sink.abort()
+        on_stop()
 
     result: Deferred[None] = Deferred(cancel)
 
@@ -168,7 +187,7 @@ def pump_file(
             result.callback(None)
 
     def failed(failure: Failure) -> None:
-        sink.abort()
+        on_stop()
         if not result.called:
             result.errback(failure)
 
