@@ -17,6 +17,7 @@ from plantcdn.cdnconfig import cdn_settings
 from plantcdn.cdncors import CorsPolicy
 from plantcdn.corsrules import CorsConfiguration, cors_settings
 from plantcdn.credentials import DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY, Credential
+from plantcdn.scopes import ScopedCredential, ScopesError, read_scoped_credentials
 
 __all__ = ["BucketConfig", "Config", "ConfigError", "read_dotenv"]
 
@@ -49,6 +50,10 @@ class Config:
     base_url: str = f"http://localhost:{DEFAULT_PORT}"
     credentials: tuple[Credential, ...] = (Credential(DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY),)
     using_dev_credentials: bool = True
+    # PLANTCDN_CREDENTIALS_FILE: extra key pairs limited in scope (plantcdn.scopes),
+    # loaded once here so a bad file stops the start; reloaded later by the Verifier.
+    credentials_file: Path | None = None
+    scoped_credentials: tuple[ScopedCredential, ...] = ()
     account_id: str | None = None
     region: str = DEFAULT_REGION
     buckets: tuple[BucketConfig, ...] = (
@@ -119,6 +124,10 @@ class Config:
             credentials = (Credential(key_id, secret),)
             dev = key_id == DEV_ACCESS_KEY_ID
 
+        credentials_file, scoped = _scoped_credentials(
+            get("PLANTCDN_CREDENTIALS_FILE"), credentials
+        )
+
         account_id = get("AWS_ACCOUNT_ID")
         if account_id is not None and not re.fullmatch(r"[0-9]{12}", account_id):
             raise ConfigError("AWS_ACCOUNT_ID must be a 12-digit AWS account id")
@@ -160,6 +169,8 @@ class Config:
             base_url=base_url,
             credentials=credentials,
             using_dev_credentials=dev,
+            credentials_file=credentials_file,
+            scoped_credentials=scoped,
             account_id=account_id,
             region=get("AWS_S3_REGION_NAME", "AWS_REGION") or DEFAULT_REGION,
             buckets=(BucketConfig(inbox, INBOX_FOLDER), BucketConfig(longterm, LONGTERM_FOLDER)),
@@ -172,6 +183,20 @@ class Config:
             body_idle_timeout=body_idle_timeout,
             **cdn,
         )
+
+
+def _scoped_credentials(
+    text: str | None, main: tuple[Credential, ...]
+) -> tuple[Path | None, tuple[ScopedCredential, ...]]:
+    """The credentials file (absolute, so a reload finds it again) and its key pairs."""
+    if text is None:
+        return None, ()
+    path = (Path.cwd() / text).resolve()
+    try:
+        scoped = read_scoped_credentials(path, reserved=[c.access_key_id for c in main])
+    except ScopesError as exc:
+        raise ConfigError(f"PLANTCDN_CREDENTIALS_FILE: {exc}") from None
+    return path, scoped
 
 
 def _seconds(text: str | None, default: float, name: str) -> float:

@@ -26,7 +26,7 @@ from plantcdn.verification import user_metadata
 from plantcdn.writer import MAX_PUT_SIZE, UploadWriter, pump_file
 from plantcdn.xmlbody import Node, iso_timestamp, render
 
-__all__ = ["HANDLERS", "CopySource", "parse_copy_source"]
+__all__ = ["HANDLERS", "CopySource", "authorize_copy_source", "parse_copy_source"]
 
 _TO_ITSELF = (
     "This copy request is illegal because it is trying to copy an object to itself without "
@@ -67,6 +67,13 @@ def parse_copy_source(header: str) -> CopySource:
     if not bucket or not key:
         raise S3Error("InvalidArgument", _BAD_SOURCE, extra=_arg(header))
     return CopySource(bucket, key)
+
+
+def authorize_copy_source(svc: Services, call: S3Call, source: CopySource) -> None:
+    """Scoped credentials: a copy reads its source, so the signer needs ``read`` there too
+    (checked before the source is opened: a refusal must not tell whether it exists)."""
+    signer = call.auth.access_key_id if call.auth is not None else None
+    svc.verifier.authorize(signer, "CopySource", source.bucket, source.key)
 
 
 def _arg(value: str) -> dict[str, str]:
@@ -133,6 +140,7 @@ async def copy_object(svc: Services, call: S3Call) -> bytes:
     dest_bucket = bucket_of(svc, call)
     check_write_headers(call)
     source = parse_copy_source(call.headers["x-amz-copy-source"])
+    authorize_copy_source(svc, call, source)
     source_bucket = svc.storage.bucket(source.bucket)
     metadata_directive = _directive(call, "x-amz-metadata-directive")
     tagging_directive = _directive(call, "x-amz-tagging-directive")

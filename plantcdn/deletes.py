@@ -87,7 +87,9 @@ async def delete_objects(svc: Services, call: S3Call) -> bytes:
         raise S3Error("MalformedXML")
     results: list[Node] = []
     for key, version, etag in wanted:
-        outcome = _delete_one(svc, bucket, key, version, etag)
+        outcome = _out_of_scope(svc, call, bucket, key) or _delete_one(
+            svc, bucket, key, version, etag
+        )
         if outcome is None:
             if not quiet:
                 deleted: list[Node] = [("Key", key)]
@@ -102,6 +104,17 @@ async def delete_objects(svc: Services, call: S3Call) -> bytes:
             failed += [("Code", code), ("Message", message)]
             results.append(("Error", failed))
     return send_xml(call, render("DeleteResult", results))
+
+
+def _out_of_scope(svc: Services, call: S3Call, bucket: Bucket, key: str) -> tuple[str, str] | None:
+    """Scoped credentials: a key outside the signer's scope gets its own AccessDenied entry,
+    as S3 reports a key an IAM policy denies, and the other keys are still deleted."""
+    signer = call.auth.access_key_id if call.auth is not None else None
+    try:
+        svc.verifier.authorize(signer, "DeleteObject", bucket.name, key)
+    except S3Error as error:
+        return error.code, error.message
+    return None
 
 
 def _delete_one(

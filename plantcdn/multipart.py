@@ -36,7 +36,11 @@ from twisted.internet.task import Cooperator
 
 from plantcdn.awschunked import AwsChunkedDecoder
 from plantcdn.call import Handler, S3Call, Services
-from plantcdn.copyobject import check_copy_preconditions, parse_copy_source
+from plantcdn.copyobject import (
+    authorize_copy_source,
+    check_copy_preconditions,
+    parse_copy_source,
+)
 from plantcdn.digests import (
     ALGORITHMS,
     DigestResult,
@@ -419,6 +423,7 @@ async def upload_part_copy(svc: Services, call: S3Call) -> bytes:
     upload_id = _upload_id(call)
     state = _store(svc).load(bucket, upload_id, key)
     source = parse_copy_source(call.headers["x-amz-copy-source"])
+    authorize_copy_source(svc, call, source)
     opened = svc.storage.open(svc.storage.bucket(source.bucket), source.key)
     if opened is None:
         raise S3Error("NoSuchKey", extra={"Key": source.key})

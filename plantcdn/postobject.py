@@ -81,7 +81,7 @@ class PostUpload:
         """Verify signature and policy before a single byte of the file is stored."""
         config = self.svc.config
         fields = self.fields
-        verify_post_signature(
+        signer = verify_post_signature(
             fields, self.svc.verifier.credentials, now=self.now, region=config.region
         )
         if "policy" not in fields:
@@ -91,6 +91,8 @@ class PostUpload:
         filename = start.filename or ""
         key = substitute_filename(fields["key"], filename)
         self.svc.verifier.check_write_key(key)
+        # Scoped credentials: the final key (after ${filename}) must be in the signer's scope.
+        self.svc.verifier.authorize(signer.access_key_id, "PostObject", self.bucket.name, key)
         acl = fields.get("acl")
         if acl is not None and acl not in CANNED_ACLS:
             raise S3Error("InvalidArgument", extra={"ArgumentName": "acl", "ArgumentValue": acl})

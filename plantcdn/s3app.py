@@ -25,6 +25,7 @@ from plantcdn.config import Config
 from plantcdn.errors import S3Error, render_error_xml
 from plantcdn.ops import OPS_PREFIX, Ops, annotate
 from plantcdn.routing import Target, operation_for, resolve_target
+from plantcdn.scopes import request_subject
 from plantcdn.sigv4 import RequestParts
 from plantcdn.storage import Storage
 from plantcdn.streaming import StreamedUpload
@@ -131,6 +132,7 @@ class S3App:
                     virtual_hosted=call.target.virtual_hosted,
                 )
                 self.services.verifier.check_bucket_owner(call.headers)
+                _authorize(self.services.verifier, call)
             stream.inner = prepare(self.services, call)
         except S3Error as error:
             stream.failed = error
@@ -210,6 +212,7 @@ class S3App:
                 virtual_hosted=call.target.virtual_hosted,
             )
             self.services.verifier.check_bucket_owner(call.headers)
+            _authorize(self.services.verifier, call)
         if handler is None:
             raise S3Error(
                 "NotImplemented",
@@ -268,6 +271,17 @@ class _FrontDoor(Resource):
 
     def render(self, request: IRequest) -> bytes | int:
         return self.app.render(request)
+
+
+def _authorize(verifier: Verifier, call: S3Call) -> None:
+    """Scoped credentials: the signer may do this operation on this key or prefix."""
+    assert call.auth is not None
+    verifier.authorize(
+        call.auth.access_key_id,
+        call.operation,
+        call.target.bucket,
+        request_subject(call.operation, call.target.key, call.query),
+    )
 
 
 def _drop_success_headers(request: IRequest) -> None:

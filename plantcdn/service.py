@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import MultiService, Service
@@ -15,9 +16,10 @@ from plantcdn.connections import configure_site, raise_fd_limit
 from plantcdn.ops import Ops, OpsSite
 from plantcdn.request import PlantRequest
 from plantcdn.s3app import S3App
+from plantcdn.scopes import reload_on_sighup
 from plantcdn.storage import Storage
 
-__all__ = ["ListeningService", "PlantCDNService", "make_site"]
+__all__ = ["CredentialReloadService", "ListeningService", "PlantCDNService", "make_site"]
 
 log = Logger()
 
@@ -32,6 +34,8 @@ def make_site(
     site = OpsSite(app.resource(), ops=ops, parsePOSTFormSubmission=False)
     site.requestFactory = PlantRequest
     site.body_router = app.body_router  # type: ignore[attr-defined]  # see plantcdn.request
+    # SIGHUP re-reads PLANTCDN_CREDENTIALS_FILE (see CredentialReloadService, plantcdn.scopes)
+    site.reload_credentials = app.services.verifier.reload  # type: ignore[attr-defined]
     site.displayTracebacks = False
     site.noisy = False
     configure_site(
@@ -78,6 +82,25 @@ class ListeningService(Service):
             port, self.port = self.port, None
             return port.stopListening()  # type: ignore[return-value]
         return None
+
+
+class CredentialReloadService(Service):
+    """Re-reads the scoped credentials file on SIGHUP while the service runs."""
+
+    def __init__(self, reload: Callable[[], object], reactor: Any) -> None:
+        self.reload = reload
+        self.reactor = reactor
+        self._restore: Callable[[], None] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._restore = reload_on_sighup(self.reload, self.reactor)
+
+    def stopService(self) -> None:
+        if self._restore is not None:
+            self._restore()
+            self._restore = None
+        super().stopService()
 
 
 class PlantCDNService(MultiService):

@@ -20,7 +20,12 @@ from twisted.python import usage
 from plantcdn.config import Config, ConfigError, environ_with_dotenv
 from plantcdn.credentials import DEV_ACCESS_KEY_ID
 from plantcdn.ops import OPS_OPT_PARAMETERS, DrainService, Ops, resolve_ops_options
-from plantcdn.service import ListeningService, PlantCDNService, make_site
+from plantcdn.service import (
+    CredentialReloadService,
+    ListeningService,
+    PlantCDNService,
+    make_site,
+)
 from plantcdn.storage import Storage
 from plantcdn.workers import WorkerPool, parse_workers
 
@@ -160,6 +165,8 @@ def makeService(options: Mapping[str, Any]) -> IService:
     ops = Ops(storage, reactor)  # type: ignore[arg-type]
     site = make_site(config, storage, reactor, ops)  # type: ignore[arg-type]
     DrainService(ops, options.get("shutdown-grace", 10.0)).setServiceParent(service)
+    reload_credentials = site.reload_credentials  # type: ignore[attr-defined]
+    CredentialReloadService(reload_credentials, reactor).setServiceParent(service)
     listeners = []
     for description in options["listen"]:
         endpoint = serverFromString(reactor, description)

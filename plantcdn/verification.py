@@ -3,14 +3,18 @@
 Pure: no Twisted.  It answers "who signed this", "is this the bucket owner
 the client expects", "may this key be written" and "is this metadata
 acceptable", raising :class:`~plantcdn.errors.S3Error` with AWS's codes.
+It also answers "may this key do this here" for scoped credentials
+(:mod:`plantcdn.scopes`); the credential map it verifies against is the
+main key pair plus the scoped ones, reloaded when their file changes.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
-from plantcdn import sigv2, sigv4
+from plantcdn import scopes, sigv2, sigv4
 from plantcdn.config import Config
 from plantcdn.credentials import Credential
 from plantcdn.errors import S3Error
@@ -29,9 +33,42 @@ _ACCOUNT_ID = re.compile(r"[0-9]{12}")
 class Verifier:
     """Authentication, ownership and tenancy checks for one configuration."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
-        self.credentials: Mapping[str, Credential] = config.credential_map()
+        self.store = scopes.CredentialStore(
+            config.credentials,
+            config.credentials_file,
+            initial=config.scoped_credentials,
+            clock=clock,
+        )
+
+    @property
+    def credentials(self) -> Mapping[str, Credential]:
+        """Every key pair that may sign: the main one and the scoped ones (see plantcdn.scopes)."""
+        return self.store.credentials
+
+    def reload(self) -> bool:
+        """Re-read the scoped credentials file (SIGHUP); a bad file keeps the old keys."""
+        return self.store.reload()
+
+    def authorize(
+        self,
+        access_key_id: str | None,
+        operation: str,
+        bucket: str | None,
+        key_or_prefix: str | None,
+    ) -> None:
+        """403 ``AccessDenied`` unless the signer's scope allows *operation* on the key.
+
+        *operation* is an S3 operation name (``call.operation``, or ``CopySource``
+        for a copy's source); the main key pair may do everything.
+        """
+        scopes.authorize(
+            self.store.scope_of(access_key_id),
+            scopes.category_for(operation),
+            bucket,
+            key_or_prefix,
+        )
 
     def authenticate(
         self,

@@ -182,6 +182,10 @@ def worker_main(argv: Sequence[str]) -> None:
             fd, families.get(family, socket.AF_INET), site
         )
         os.close(fd)  # adoptStreamPort duplicated it
+    # The parent passes SIGHUP on: re-read the scoped credentials (plantcdn.scopes).
+    from plantcdn.scopes import reload_on_sighup
+
+    reload_on_sighup(site.reload_credentials, reactor)  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
 
 
