@@ -44,6 +44,11 @@ STREAMED: dict[str, Callable[[Services, S3Call], Sink]] = {
     "PostObject": lambda svc, call: postobject.start_post(svc, call),
 }
 
+#: The largest body a request other than an upload may announce: the biggest XML
+#: document any handler takes (4 MiB: DeleteObjects, CompleteMultipartUpload),
+#: twice over for aws-chunked framing, as :func:`plantcdn.s3shared.read_xml_request` reads.
+MAX_SPOOLED_BODY = 2 * 4 * 1024 * 1024 + 64 * 1024
+
 #: Operations that authenticate themselves (form signatures, CORS preflight).
 SELF_AUTHENTICATING = frozenset({"PostObject", "Preflight"})
 
@@ -119,6 +124,10 @@ class S3App:
         prepare = STREAMED.get(call.operation)
         if prepare is None:
             request.plantcdn_parsed = (call, host_id)  # type: ignore[attr-defined]
+            if length is not None and length > MAX_SPOOLED_BODY and call.operation != "UploadPart":
+                # An XML body no handler would read past its limit: refuse it from its
+                # Content-Length instead of spooling it to disk first.
+                raise S3Error("MaxMessageLengthExceeded")
             return None
         stream = StreamedUpload(call, host_id)
         annotate(request, operation=call.operation)
