@@ -135,7 +135,9 @@ class UploadStore:
         folder.mkdir(parents=True)
         self._write_atomic(folder / _STATE_FILE, state.to_json())
         if self.fsync:
-            _fsync_dir(folder.parent)
+            # The record's name, the upload's folder, and multipart/ itself (maybe new).
+            for created in (folder, folder.parent, folder.parent.parent):
+                _fsync_dir(created)
         return state
 
     def load(self, bucket: Bucket, upload_id: str, key: str | None = None) -> UploadState:

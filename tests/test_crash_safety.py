@@ -150,7 +150,8 @@ def test_acknowledged_uploads_survive_sigkill_and_nothing_torn_is_visible(
     for round_no in range(CRASHES):
         uploads = _uploads(rng, round_no)
         every += uploads
-        _round(server, uploads, kill_after=rng.randint(2, UPLOADS_PER_ROUND // 2))
+        # Killed once a random number of uploads were answered: others are in flight.
+        _round(server, uploads, kill_after=rng.randint(4, UPLOADS_PER_ROUND - THREADS // 2))
         inbox, longterm = server.bucket_dir(INBOX), server.bucket_dir(LONGTERM)
         leftovers_seen += len(temp_files(inbox)) + len(temp_files(longterm))
         # A leftover is guaranteed, whatever moment the kill hit.

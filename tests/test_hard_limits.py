@@ -11,6 +11,7 @@ import base64
 import hashlib
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -221,16 +222,19 @@ BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <Delete><Object><Key>&lol9;</Key></Object></Delete>"""
 
 
-def _xml_targets(server: RunningServer, tenant: str) -> dict[str, tuple[str, str]]:
-    """(method, path?query) of the three XML-body operations."""
+@pytest.fixture
+def xml_targets(server: RunningServer, tenant: str) -> Iterator[dict[str, tuple[str, str]]]:
+    """(method, path?query) of the three XML-body operations; the upload is aborted after
+    (other tests of the shared daemon count the uploads in progress)."""
     s3: Any = server.client()
     key = f"{tenant}/mp"
     upload_id = s3.create_multipart_upload(Bucket=INBOX, Key=key)["UploadId"]
-    return {
+    yield {
         "DeleteObjects": ("POST", f"/{INBOX}?delete"),
         "CompleteMultipartUpload": ("POST", f"/{INBOX}/{key}?uploadId={upload_id}"),
         "PutBucketCors": ("PUT", f"/{INBOX}?cors"),
     }
+    s3.abort_multipart_upload(Bucket=INBOX, Key=key, UploadId=upload_id)
 
 
 def _signed_head(
@@ -259,10 +263,10 @@ def _signed_head(
 @pytest.mark.parametrize("operation", ["DeleteObjects", "CompleteMultipartUpload",
                                        "PutBucketCors"])
 def test_entity_expansion_is_malformed_xml_and_memory_stays_flat(
-    server: RunningServer, tenant: str, operation: str
+    server: RunningServer, xml_targets: dict[str, tuple[str, str]], operation: str
 ) -> None:
     """A billion-laughs body: 400 MalformedXML, and the server's RSS grows by < 16 MiB."""
-    method, target = _xml_targets(server, tenant)[operation]
+    method, target = xml_targets[operation]
     md5 = base64.b64encode(hashlib.md5(BILLION_LAUGHS).digest()).decode()
     before = _rss_kib(server)
     for _ in range(5):
@@ -276,10 +280,10 @@ def test_entity_expansion_is_malformed_xml_and_memory_stays_flat(
 @pytest.mark.parametrize("operation", ["DeleteObjects", "CompleteMultipartUpload",
                                        "PutBucketCors"])
 def test_xml_body_far_over_its_limit_is_refused_before_the_body(
-    server: RunningServer, tenant: str, operation: str
+    server: RunningServer, xml_targets: dict[str, tuple[str, str]], operation: str
 ) -> None:
     """A 1 GiB XML body is refused from its Content-Length (400), never read or spooled."""
-    method, target = _xml_targets(server, tenant)[operation]
+    method, target = xml_targets[operation]
     head = _signed_head(server, method, target, GiB, **{"Content-MD5": "A" * 22 + "=="})
     status, body = _exchange(server, head)
     assert status == 400
