@@ -348,3 +348,42 @@ def test_service_raises_a_low_fd_limit(faulty: RunningServer) -> None:
     line = next(x for x in limits.read_text().splitlines() if x.startswith("Max open files"))
     soft, hard = line.split()[3:5]
     assert int(soft) >= min(8192, int(hard) if hard.isdigit() else 8192)
+
+
+# -- pure: settings and the idle timer ---------------------------------------------------
+
+
+def test_timeouts_come_from_the_environment() -> None:
+    """PLANTCDN_HEADER_TIMEOUT / PLANTCDN_BODY_IDLE_TIMEOUT are seconds; 0 is off; junk is
+    a configuration error, never a server without a deadline."""
+    from plantcdn.config import Config, ConfigError
+
+    config = Config.from_environ(
+        {"PLANTCDN_HEADER_TIMEOUT": "5", "PLANTCDN_BODY_IDLE_TIMEOUT": "0.5"}, data_dir=Path(".")
+    )
+    assert (config.header_timeout, config.body_idle_timeout) == (5.0, 0.5)
+    assert Config.from_environ({}, data_dir=Path(".")).header_timeout == 20.0
+    for bad in ("soon", "-1", "nan", "1e9"):
+        with pytest.raises(ConfigError):
+            Config.from_environ({"PLANTCDN_BODY_IDLE_TIMEOUT": bad}, data_dir=Path("."))
+
+
+def test_body_idle_timer_fires_only_after_a_full_quiet_period() -> None:
+    """Pieces arriving reset the quiet period; the timer fires once it has passed whole."""
+    from twisted.internet.task import Clock
+
+    from plantcdn.connections import BodyIdleTimer
+
+    clock = Clock()
+    fired: list[float] = []
+    timer = BodyIdleTimer(clock, 2.0, lambda: fired.append(clock.seconds()))
+    for _ in range(5):
+        clock.advance(1.5)
+        timer.touch()
+    assert fired == []
+    clock.advance(1.9)
+    assert fired == []
+    clock.advance(0.2)
+    assert fired == [pytest.approx(9.6)]
+    timer.cancel()
+    assert clock.getDelayedCalls() == []
