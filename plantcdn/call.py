@@ -16,7 +16,7 @@ from twisted.web.resource import IResource
 from plantcdn.config import Config
 from plantcdn.routing import Target
 from plantcdn.sigv4 import AuthResult, RequestParts
-from plantcdn.storage import Storage
+from plantcdn.storage import Bucket, Storage
 from plantcdn.verification import Verifier
 
 __all__ = ["Handler", "S3Call", "Services", "new_request_ids"]
@@ -31,6 +31,11 @@ class Services:
     verifier: Verifier
     clock: IReactorTime
     cooperator: Cooperator
+
+    def bucket(self, call: S3Call) -> Bucket:
+        """The bucket *call* addresses (404 NoSuchBucket when it is not one of ours)."""
+        assert call.target.bucket is not None
+        return self.storage.bucket(call.target.bucket)
 
 
 @define
@@ -50,6 +55,12 @@ class S3Call:
     @property
     def method(self) -> str:
         return self.parts.method
+
+    @property
+    def key(self) -> str:
+        """The object key (for operations the router only picks when there is one)."""
+        assert self.target.key is not None
+        return self.target.key
 
     def set_header(self, name: str, value: str) -> None:
         self.request.setHeader(name.encode("latin-1"), value.encode("latin-1", "replace"))

@@ -183,10 +183,6 @@ def apply_cors(svc: Services, call: S3Call) -> None:
 # Operations
 
 
-def _bucket(svc: Services, call: S3Call) -> Bucket:
-    assert call.target.bucket is not None
-    return svc.storage.bucket(call.target.bucket)
-
 
 async def preflight(svc: Services, call: S3Call) -> bytes:
     """``OPTIONS``: answer a browser's preflight from the bucket's rules (no signature)."""
@@ -231,7 +227,7 @@ def _read_configuration(call: S3Call) -> CorsConfiguration:
 
 
 async def put_bucket_cors(svc: Services, call: S3Call) -> bytes:
-    bucket = _bucket(svc, call)
+    bucket = svc.bucket(call)
     config = _read_configuration(call)
     store_for(svc.storage).put(bucket, config)
     log.info(
@@ -244,7 +240,7 @@ async def put_bucket_cors(svc: Services, call: S3Call) -> bytes:
 
 
 async def get_bucket_cors(svc: Services, call: S3Call) -> bytes:
-    bucket = _bucket(svc, call)
+    bucket = svc.bucket(call)
     config = store_for(svc.storage).get(bucket)
     if config is None:
         raise S3Error("NoSuchCORSConfiguration", extra={"BucketName": bucket.name})
@@ -256,7 +252,7 @@ async def get_bucket_cors(svc: Services, call: S3Call) -> bytes:
 
 async def delete_bucket_cors(svc: Services, call: S3Call) -> bytes:
     """204 whether or not there was a configuration, as S3 answers."""
-    bucket = _bucket(svc, call)
+    bucket = svc.bucket(call)
     store_for(svc.storage).delete(bucket)
     call.request.setResponseCode(204)
     return b""

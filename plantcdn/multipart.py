@@ -105,14 +105,6 @@ _completing: set[tuple[Path, str]] = set()
 # -- small helpers ---------------------------------------------------------------
 
 
-def _key(call: S3Call) -> str:
-    assert call.target.key is not None
-    return call.target.key
-
-
-def _bucket(svc: Services, call: S3Call) -> Bucket:
-    assert call.target.bucket is not None
-    return svc.storage.bucket(call.target.bucket)
 
 
 def _store(svc: Services) -> UploadStore:
@@ -207,9 +199,9 @@ def _set_checksum_headers(call: S3Call, checksums: Mapping[str, str]) -> None:
 
 async def create_multipart_upload(svc: Services, call: S3Call) -> bytes:
     """Record the upload and the headers its final object will carry."""
-    key = _key(call)
+    key = call.key
     svc.verifier.check_write_key(key)
-    bucket = _bucket(svc, call)
+    bucket = svc.bucket(call)
     check_write_headers(call)
     algorithm, kind = _checksum_config(call.headers)
     h = call.headers
@@ -358,8 +350,8 @@ def _publish_part(
 async def upload_part(svc: Services, call: S3Call) -> bytes:
     """Stream one part (every PutObject payload mode) into the upload."""
     number = _part_number(call)
-    key = _key(call)
-    bucket = _bucket(svc, call)
+    key = call.key
+    bucket = svc.bucket(call)
     upload_id = _upload_id(call)
     state = _store(svc).load(bucket, upload_id, key)
     declared_length(call)
@@ -418,8 +410,8 @@ class _Slice:
 async def upload_part_copy(svc: Services, call: S3Call) -> bytes:
     """Copy (a range of) a stored object into a part, streamed and hashed as it goes."""
     number = _part_number(call)
-    key = _key(call)
-    bucket = _bucket(svc, call)
+    key = call.key
+    bucket = svc.bucket(call)
     upload_id = _upload_id(call)
     state = _store(svc).load(bucket, upload_id, key)
     source = parse_copy_source(call.headers["x-amz-copy-source"])
@@ -773,8 +765,8 @@ def _location(svc: Services, call: S3Call, bucket: str, key: str) -> str:
 
 async def complete_multipart_upload(svc: Services, call: S3Call) -> bytes:
     """Check the part list, stream the parts into one file, publish it atomically."""
-    key = _key(call)
-    bucket = _bucket(svc, call)
+    key = call.key
+    bucket = svc.bucket(call)
     store = _store(svc)
     upload_id = _upload_id(call)
     state = store.load(bucket, upload_id, key)
@@ -865,10 +857,10 @@ async def _complete(
 
 async def abort_multipart_upload(svc: Services, call: S3Call) -> bytes:
     """Remove the upload and every part: 204, or 404 ``NoSuchUpload``."""
-    bucket = _bucket(svc, call)
+    bucket = svc.bucket(call)
     store = _store(svc)
     upload_id = _upload_id(call)
-    store.load(bucket, upload_id, _key(call))
+    store.load(bucket, upload_id, call.key)
     store.remove(bucket, upload_id)
     call.request.setResponseCode(204)
     return b""
@@ -876,10 +868,10 @@ async def abort_multipart_upload(svc: Services, call: S3Call) -> bytes:
 
 async def list_parts(svc: Services, call: S3Call) -> bytes:
     """The parts uploaded so far, by part number, ``max-parts`` at a time."""
-    bucket = _bucket(svc, call)
+    bucket = svc.bucket(call)
     store = _store(svc)
     upload_id = _upload_id(call)
-    state = store.load(bucket, upload_id, _key(call))
+    state = store.load(bucket, upload_id, call.key)
     limit = _list_limit(call, "max-parts")
     marker_text = call.query.get("part-number-marker", "0") or "0"
     if not _DIGITS.fullmatch(marker_text):
@@ -949,7 +941,7 @@ def _upload_node(svc: Services, upload: UploadState, enc: Callable[[str], str]) 
 
 async def list_multipart_uploads(svc: Services, call: S3Call) -> bytes:
     """Uploads in progress (also those a restart left behind), by key, then initiation."""
-    bucket = _bucket(svc, call)
+    bucket = svc.bucket(call)
     q = call.query
     prefix = q.get("prefix", "")
     delimiter = q.get("delimiter", "")

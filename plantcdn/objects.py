@@ -56,14 +56,6 @@ RESPONSE_OVERRIDES = {
 }
 
 
-def _key(call: S3Call) -> str:
-    assert call.target.key is not None
-    return call.target.key
-
-
-def _bucket(svc: Services, call: S3Call) -> Bucket:
-    assert call.target.bucket is not None
-    return svc.storage.bucket(call.target.bucket)
 
 
 # -- PutObject ---------------------------------------------------------------
@@ -194,9 +186,9 @@ def check_write_conditions(svc: Services, call: S3Call, bucket: Bucket, key: str
 
 def prepare_put(svc: Services, call: S3Call) -> UploadWriter:
     """Every check PutObject makes before reading a byte of the body, then its writer."""
-    key = _key(call)
+    key = call.key
     svc.verifier.check_write_key(key)
-    bucket = _bucket(svc, call)
+    bucket = svc.bucket(call)
     check_write_headers(call)
     declared_length(call)
     user_metadata(call.headers)
@@ -282,8 +274,8 @@ async def head_object(svc: Services, call: S3Call) -> bytes | IResource:
 
 
 def _read_object(svc: Services, call: S3Call, *, with_body: bool) -> bytes | IResource:
-    key = _key(call)
-    bucket = _bucket(svc, call)
+    key = call.key
+    bucket = svc.bucket(call)
     opened = svc.storage.open(bucket, key) if with_body else None
     found: StoredObject | None = opened[1] if opened else svc.storage.find(bucket, key)
     if found is None:
