@@ -90,7 +90,7 @@ def operation_for(
     method: str, target: Target, query: Collection[str], headers: Mapping[str, str]
 ) -> str:
     """The S3 action a request asks for (``NotImplemented`` raises 501)."""
-    method = method.upper()
+    # Methods are case-sensitive (RFC 9110, 9.1): "put" is no PUT, and is refused.
     unsupported = _UNSUPPORTED.intersection(query)
     if unsupported:
         raise S3Error("NotImplemented", extra={"Header": sorted(unsupported)[0]})

@@ -190,7 +190,7 @@ class S3App:
             raise S3Error("InvalidURI")
         pairs, query = parse_query(raw_query)
         headers = request_headers(request)
-        method = request.method.decode("latin-1").upper()
+        method = request.method.decode("latin-1")  # case-sensitive (RFC 9110 9.1): "put" is not PUT
         target = resolve_target(headers.get("host"), raw_path, self.services.config.base_host)
         try:
             operation = operation_for(method, target, query, headers)
