@@ -76,7 +76,7 @@ def parse_max_keys(value: str | None) -> int:
     if value is None:
         return MAX_KEYS
     text = value.strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # "¹".isdigit(), but int("¹") raises
         raise S3Error(
             "InvalidArgument",
             "Provided max-keys not an integer or within integer range",

@@ -483,7 +483,10 @@ def _read_body(call: S3Call) -> bytes:
             mode=mode,
             auth=call.auth,
             declared_trailers=[trailer.strip().lower()] if trailer else [],
-            decoded_length=int(decoded) if decoded and decoded.isdigit() else None,
+            # isascii: a latin-1 header may hold "²", which isdigit() but int() refuses
+            decoded_length=(
+                int(decoded) if decoded and decoded.isascii() and decoded.isdigit() else None
+            ),
         )
         body = decoder.feed(raw)
         trailers = decoder.finish()
