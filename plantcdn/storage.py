@@ -173,9 +173,10 @@ class Storage:
                 real = path.resolve(strict=True)
             except OSError:
                 return None
-            if not real.is_relative_to(bucket.root) or INTERNAL_PREFIX in real.relative_to(
-                bucket.root
-            ).parts[:1]:
+            if (
+                not real.is_relative_to(bucket.root)
+                or INTERNAL_PREFIX in real.relative_to(bucket.root).parts[:1]
+            ):
                 return None
             st = os.stat(real)
         elif not self._parents_inside(bucket, path):
@@ -307,7 +308,7 @@ class Storage:
             self._write_atomic(meta_path, meta.to_json())
         elif self.fsync:
             _fsync_file(temp)  # the xattr is inode metadata: durable before it is published
-        os.replace(temp, target)
+        _publish(temp, target)
         if self.fsync:
             _fsync_dir(target.parent)
         if old_inode is not None and old_inode != st.st_ino:
@@ -447,6 +448,59 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _renameat2() -> Any:
+    """libc's ``renameat2`` (Linux, glibc 2.28+), or None where it is not available."""
+    try:
+        import ctypes
+
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    function.restype = ctypes.c_int
+    return function
+
+
+_RENAMEAT2 = _renameat2()
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _publish(temp: Path, target: Path) -> None:
+    """Put *temp* at *target* atomically: readers see the old object or the new one.
+
+    Over an existing object the two are swapped (``RENAME_EXCHANGE``) and the
+    old one, now at the temporary name, is unlinked: ext4 treats a plain
+    rename over an existing file as "replace via rename" and forces the new
+    file's blocks to be allocated first, which made overwrites about ten
+    times slower than the swap.  Where the target does not exist yet or the
+    system has no exchange, a plain ``os.replace``.
+    """
+    if _RENAMEAT2 is not None:
+        done = _RENAMEAT2(
+            _AT_FDCWD, os.fsencode(temp), _AT_FDCWD, os.fsencode(target), _RENAME_EXCHANGE
+        )
+        if done == 0:
+            if stat.S_ISDIR(os.lstat(temp).st_mode):
+                # A folder appeared at the key meanwhile: put it back and refuse.
+                _RENAMEAT2(
+                    _AT_FDCWD, os.fsencode(temp), _AT_FDCWD, os.fsencode(target), _RENAME_EXCHANGE
+                )
+                raise S3Error(
+                    "InvalidArgument",
+                    "Object key names a prefix that already holds other objects",
+                )
+            os.unlink(temp)
+            return
+    os.replace(temp, target)
 
 
 def _fsync_dir(folder: Path) -> None:
