@@ -24,6 +24,7 @@ from plantcdn.scopes import (
     authorize,
     load_scoped_credentials,
     read_scoped_credentials,
+    reload_on_sighup,
     request_subject,
 )
 from plantcdn.verification import Verifier
@@ -346,3 +347,32 @@ def test_store_without_a_file_never_touches_the_file_system() -> None:
     assert dict(store.credentials) == {MAIN.access_key_id: MAIN}
     assert store.reload() is False
     assert store.scope_of(MAIN.access_key_id) is None
+
+
+class FakeReactor:
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    def callFromThread(self, f: Any, *args: Any) -> None:  # noqa: N802
+        self.calls.append(f)
+
+
+def test_sighup_handler_defers_to_the_reactor_chains_and_restores() -> None:
+    import signal
+
+    earlier: list[int] = []
+    original = signal.signal(signal.SIGHUP, lambda signum, frame: earlier.append(signum))
+    try:
+        reactor = FakeReactor()
+        reload_calls: list[int] = []
+        restore = reload_on_sighup(lambda: reload_calls.append(1), reactor)
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert reload_calls == []  # never run inside the signal handler itself
+        assert len(reactor.calls) == 1 and earlier == [signal.SIGHUP]
+        reactor.calls[0]()
+        assert reload_calls == [1]
+        restore()
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert len(reactor.calls) == 1 and earlier == [signal.SIGHUP, signal.SIGHUP]
+    finally:
+        signal.signal(signal.SIGHUP, original)
