@@ -142,7 +142,7 @@ ensure_venv() {
       python3 -m venv "$VENV"
     fi
     say "installing plantcdn into $VENV"
-    "$VENV/bin/python" -m pip install --quiet -e "$ROOT"
+    "$VENV/bin/python" -m pip install --quiet -e "$ROOT" --config-settings editable_mode=compat
   fi
 }
 
