@@ -310,7 +310,7 @@ class Storage:
             _fsync_file(temp)  # the xattr is inode metadata: durable before it is published
         _publish(temp, target)
         if self.fsync:
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         if old_inode is not None and old_inode != st.st_ino:
             with contextlib.suppress(OSError):
                 self._meta_path(bucket, key, old_inode).unlink()
@@ -392,7 +392,7 @@ class Storage:
             # Folders mkdir may just have made exist durably only once each one's
             # own parent is synced; the object's folder itself is synced after the rename.
             for folder in parent.parents:
-                _fsync_dir(folder)
+                fsync_dir(folder)
                 if folder == bucket.root:
                     break
         if len(self._verified_parents) >= 4096:
@@ -406,21 +406,13 @@ class Storage:
             return None
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        try:
-            os.write(fd, data)
-            if self.fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_atomically(path, data, fsync=self.fsync)
         if self.fsync:
             # The new name must be durable before anything that relies on it (the
             # object's rename, in commit) is: sync the folder, and its parent in
             # case mkdir just made the folder.
-            _fsync_dir(path.parent)
-            _fsync_dir(path.parent.parent)
+            fsync_dir(path.parent)
+            fsync_dir(path.parent.parent)
 
     # -- listing --------------------------------------------------------------
 
@@ -503,7 +495,27 @@ def _publish(temp: Path, target: Path) -> None:
     os.replace(temp, target)
 
 
-def _fsync_dir(folder: Path) -> None:
+def write_atomically(path: Path, data: bytes, *, fsync: bool) -> None:
+    """Replace the small file *path* with *data* in one step: readers see the old
+    document or the new one, never a part (a temporary beside it, then a rename)."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, data)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the names in *folder* (a rename, a new entry) durable."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -33,7 +33,13 @@ from typing import Any
 from attrs import evolve, field, frozen
 
 from plantcdn.errors import S3Error
-from plantcdn.storage import TEMP_SUFFIX, Bucket, record_from_json, record_to_json
+from plantcdn.storage import (
+    Bucket,
+    fsync_dir,
+    record_from_json,
+    record_to_json,
+    write_atomically,
+)
 
 __all__ = [
     "MAX_PART_NUMBER",
@@ -137,7 +143,7 @@ class UploadStore:
         if self.fsync:
             # The record's name, the upload's folder, and multipart/ itself (maybe new).
             for created in (folder, folder.parent, folder.parent.parent):
-                _fsync_dir(created)
+                fsync_dir(created)
         return state
 
     def load(self, bucket: Bucket, upload_id: str, key: str | None = None) -> UploadState:
@@ -225,7 +231,7 @@ class UploadStore:
         except FileNotFoundError:
             raise _no_such_upload(upload_id) from None
         if self.fsync:
-            _fsync_dir(folder)
+            fsync_dir(folder)
         if previous is not None and previous.data != data_name:
             with contextlib.suppress(OSError, S3Error):
                 self.part_path(bucket, upload_id, previous).unlink()
@@ -233,25 +239,4 @@ class UploadStore:
     # -- helpers --------------------------------------------------------------------
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}{TEMP_SUFFIX}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        try:
-            os.write(fd, data)
-            if self.fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.replace(tmp, path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        write_atomically(path, data, fsync=self.fsync)
