@@ -213,10 +213,15 @@ def _iso8601(timestamp: float) -> str:
 
 
 def _parse_amz_date(value: str) -> float | None:
-    if not _AMZ_DATE.match(value):
+    if not _AMZ_DATE.match(value) or len(value) != 16:
         return None
     try:
-        parsed = datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        # datetime() validates the fields like strptime does, at a fraction of its cost
+        # (this runs for every signed request).
+        parsed = datetime(
+            int(value[0:4]), int(value[4:6]), int(value[6:8]),
+            int(value[9:11]), int(value[11:13]), int(value[13:15]), tzinfo=UTC,
+        )  # fmt: skip
     except ValueError:
         return None
     return parsed.timestamp()
