@@ -12,6 +12,7 @@ to a log call but not shown in its message can never leak into the JSON.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -166,5 +167,10 @@ def json_log_observer() -> JsonLinesObserver:
     logfile, nodaemon = _json_target
     if logfile == "-" or (nodaemon and not logfile):
         return JsonLinesObserver(sys.stdout)
-    out: Any = LogFile.fromFullPath(logfile or "twistd.log")
+    path = logfile or "twistd.log"
+    if os.path.exists(path) and not os.path.isfile(path):
+        # A device such as /dev/null: LogFile would "rotate" it after 1 MB, renaming
+        # the device away and leaving a regular file in its place.
+        return JsonLinesObserver(open(path, "a", encoding="utf-8"))  # noqa: SIM115
+    out: Any = LogFile.fromFullPath(path)
     return JsonLinesObserver(out)
