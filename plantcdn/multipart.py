@@ -105,8 +105,6 @@ _completing: set[tuple[Path, str]] = set()
 # -- small helpers ---------------------------------------------------------------
 
 
-
-
 def _store(svc: Services) -> UploadStore:
     """Uploads are plain files with no state in memory, so a store is cheap to make."""
     return UploadStore(fsync=svc.storage.fsync)
@@ -249,23 +247,9 @@ class PartWriter(UploadWriter):
     """An :class:`UploadWriter` whose verified result becomes a part, not an object."""
 
     def seal(self) -> DigestResult:
-        """Verify the complete body (digests, trailers) and close the temporary file.
-
-        The caller then moves :attr:`temp` into the upload, or removes it.
-        """
-        try:
-            trailers = self.decoder.finish() if self.decoder is not None else {}
-            result = self.digest.finish(trailers if isinstance(trailers, dict) else {})
-            self._file.flush()
-            if self.storage.fsync:
-                os.fsync(self._file.fileno())
-            self._file.close()
-        except S3Error:
-            self.abort()
-            raise
-        except OSError as exc:
-            self.abort()
-            raise _disk_error(exc) from exc
+        """Verify the complete body and close the temporary file; from here on the
+        caller owns :attr:`temp` (it moves it into the upload, or removes it)."""
+        result = super().seal()
         self.done = True
         return result
 

@@ -95,8 +95,11 @@ class UploadWriter:
             self.abort()
             raise _disk_error(exc) from exc
 
-    def finish(self, describe: Callable[[DigestResult], ObjectMeta]) -> ObjectMeta:
-        """Verify the complete body and publish it; *describe* builds its metadata."""
+    def seal(self) -> DigestResult:
+        """Verify the complete body (digests, trailers, size) and close the temporary file.
+
+        Any refusal or disk error removes the temporary file.
+        """
         try:
             trailers = self.decoder.finish() if self.decoder is not None else {}
             result = self.digest.finish(trailers if isinstance(trailers, dict) else {})
@@ -109,6 +112,18 @@ class UploadWriter:
             if self.storage.fsync:
                 os.fsync(self._file.fileno())
             self._file.close()
+        except S3Error:
+            self.abort()
+            raise
+        except OSError as exc:
+            self.abort()
+            raise _disk_error(exc) from exc
+        return result
+
+    def finish(self, describe: Callable[[DigestResult], ObjectMeta]) -> ObjectMeta:
+        """Verify the complete body and publish it; *describe* builds its metadata."""
+        result = self.seal()
+        try:
             meta = self.storage.commit(self.bucket, self.key, self.temp, describe(result))
         except S3Error:
             self.abort()
