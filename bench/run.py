@@ -52,6 +52,8 @@ REGION = "us-east-1"
 INBOX = "plantdb-inbox"
 LONGTERM = "plantdb-longterm"
 KiB = 1024
+#: Distinct keys the 64 KiB PUT scenario cycles through (one pre-signed request each).
+PUT_KEYS = 2000
 MiB = 1024 * KiB
 
 
@@ -208,8 +210,10 @@ end
 
 def wrk(url: str, *, method: str = "GET", headers: dict[str, str] | None = None,
         body_file: Path | None = None, connections: int = 16, seconds: int = 5,
-        threads: int = 2) -> dict[str, Any]:
-    """One wrk run; the Lua script replays the same (pre-signed) request."""
+        threads: int = 2, requests: list[tuple[str, dict[str, str]]] | None = None,
+        ) -> dict[str, Any]:
+    """One wrk run; the Lua script replays the same (pre-signed) request, or cycles
+    through *requests* (``(path, headers)`` pairs, each signed for its own key)."""
     lua_headers = "\n".join(
         f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items()
         if k.lower() not in ("host",)
@@ -217,6 +221,8 @@ def wrk(url: str, *, method: str = "GET", headers: dict[str, str] | None = None,
     lua_body = ""
     if body_file is not None:
         lua_body = f'local f = io.open("{body_file}", "rb"); wrk.body = f:read("*a"); f:close()'
+    if requests:
+        lua_headers += "\n" + _lua_request_cycle(requests, threads)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_LUA % {"method": method, "headers": lua_headers, "body": lua_body})
     try:
@@ -231,6 +237,29 @@ def wrk(url: str, *, method: str = "GET", headers: dict[str, str] | None = None,
     result: dict[str, Any] = json.loads(line[len("WRKJSON "):])
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
     return result
+
+
+def _lua_request_cycle(requests: list[tuple[str, dict[str, str]]], threads: int) -> str:
+    """A wrk ``request()`` that sends the pre-signed requests in turn (each thread
+    starts at its own offset), so every PUT names its own key, as real uploads do."""
+    rows = []
+    for path, headers in requests:
+        pairs = ", ".join(
+            f'["{k}"] = "{v}"' for k, v in headers.items() if k.lower() not in ("host",)
+        )
+        rows.append(f'{{"{path}", {{{pairs}}}}}')
+    return (
+        "local signed = {\n" + ",\n".join(rows) + "\n}\n"
+        "local counter = 0\n"
+        f"setup = function(thread) thread:set('offset', counter * {len(requests) // threads}); "
+        "counter = counter + 1 end\n"
+        "init = function(args) offset = offset or 0 end\n"
+        "request = function()\n"
+        "  offset = offset + 1\n"
+        "  local r = signed[(offset % #signed) + 1]\n"
+        "  return wrk.format(nil, r[1], r[2], nil)\n"
+        "end\n"
+    )
 
 
 # -- scenarios -------------------------------------------------------------------------
@@ -422,17 +451,23 @@ def run_small(daemon: Any, data: Path, args: argparse.Namespace,
     key = "company_1/plant_1/bench64k.webp"
     put_url = f"{daemon.url}/{LONGTERM}/{key}"
     keys = (daemon.access_key, daemon.secret_key)
-    put_headers = signed_put(put_url, body, {"Content-Type": "image/webp"}, keys=keys)
+    # Each replayed PUT names its own key (as uploads do), signed beforehand.
+    put_requests = [
+        (f"/{LONGTERM}/company_1/plant_1/bench-{i}.webp",
+         signed_put(f"{daemon.url}/{LONGTERM}/company_1/plant_1/bench-{i}.webp", body,
+                    {"Content-Type": "image/webp"}, keys=keys))
+        for i in range(PUT_KEYS)
+    ]
     s3 = client(daemon.url, keys)
     s3.put_object(Bucket=LONGTERM, Key=key, Body=body, ContentType="image/webp")
     get_url = s3.generate_presigned_url("get_object", Params={"Bucket": LONGTERM, "Key": key})
     out: dict[str, Any] = {}
     scenarios: list[tuple[str, Callable[[], dict[str, Any]], int]] = [
         (f"PUT 64 KiB SigV4 c{args.connections}", lambda: wrk(
-            put_url, method="PUT", headers=put_headers, body_file=body_file,
+            put_url, method="PUT", body_file=body_file, requests=put_requests,
             connections=args.connections, seconds=args.seconds), 200),
         ("PUT 64 KiB SigV4 c64", lambda: wrk(
-            put_url, method="PUT", headers=put_headers, body_file=body_file,
+            put_url, method="PUT", body_file=body_file, requests=put_requests,
             connections=64, seconds=args.seconds), 200),
         (f"GET 64 KiB /cdn c{args.connections}", lambda: wrk(
             f"{daemon.url}/cdn/{key}", connections=args.connections, seconds=args.seconds), 200),
