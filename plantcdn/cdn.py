@@ -51,7 +51,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from plantcdn.call import new_request_ids, parse_query
-from plantcdn.cdncache import EdgeCache, MetaCache, cache_ttl
+from plantcdn.cdncache import BodyCache, EdgeCache, MetaCache, cache_ttl
 from plantcdn.cdncors import cors_headers, preflight_headers
 from plantcdn.cfsigning import (
     CONTENT_TYPE as CLOUDFRONT_ERROR_TYPE,
@@ -78,6 +78,11 @@ ALLOWED_METHODS = (b"GET", b"HEAD", b"OPTIONS")
 #: larger ones stream through a pull producer in chunks of this size, so a
 #: 1 GiB object never holds more than one chunk per connection in memory.
 CHUNK = 256 * 1024
+
+#: The edge's memory for small bodies (see :class:`~plantcdn.cdncache.BodyCache`):
+#: bounded so that a worker's peak RSS stays well under 100 MiB.
+BODY_CACHE_BYTES = 16 * 1024 * 1024
+BODY_CACHE_OBJECT = 256 * 1024
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
@@ -138,6 +143,7 @@ class CdnResource(static.File):
         mount: bytes = b"/cdn/",
         meta_cache_size: int = 4096,
         edge_cache_size: int = 10_000,
+        body_cache_bytes: int = BODY_CACHE_BYTES,
     ) -> None:
         self.bucket: Bucket = storage.bucket(config.longterm_bucket)
         super().__init__(str(self.bucket.root), defaultType="binary/octet-stream")
@@ -157,6 +163,8 @@ class CdnResource(static.File):
         self.scheme = urlsplit(config.base_url).scheme or "http"
         self.versions: MetaCache[ServedVersion] = MetaCache(meta_cache_size)
         self.edge = EdgeCache(clock, edge_cache_size)
+        self.bodies = BodyCache(body_cache_bytes, BODY_CACHE_OBJECT)
+        self._root_prefix = os.path.join(str(self.bucket.root), "")
         # "Via: 1.1 <id>.cloudfront.net (CloudFront)": one edge server per process.
         self.via = f"1.1 {os.urandom(16).hex()}.cloudfront.net (CloudFront)".encode("ascii")
 
@@ -193,13 +201,27 @@ class CdnResource(static.File):
 
     def _serve(self, request: Request, *, head: bool) -> bytes | int:
         key = self._key_of(request.path)
-        fd = self._open(key) if key is not None else None
-        if key is None or fd is None:
-            raise self._missing(key if key is not None else self._path_text(request.path))
+        if key is None:
+            raise self._missing(self._path_text(request.path))
+        hit = self._cached(key)
+        if hit is not None:
+            st, version, body = hit
+            span = self._prepare(request, key, st, version)
+            if span is not None and not head and span[1]:
+                offset, length = span
+                request.write(body if length == len(body) else body[offset:offset + length])
+                request.finish()
+                return NOT_DONE_YET
+            return b""
+        fd = self._open(key)
+        if fd is None:
+            raise self._missing(key)
         # From here on this method owns fd: it is closed exactly once, either
         # below or by the producer it is handed to.
         try:
-            version, span = self._prepare(request, key, fd)
+            st = os.fstat(fd)
+            version = self._version(key, st, fd)
+            span = self._prepare(request, key, st, version)
         except BaseException:
             _close(fd)
             raise
@@ -219,16 +241,35 @@ class CdnResource(static.File):
             _close(fd)
         if data is None:  # the file shrank since fstat: a hand edit
             raise self._s3_refusal(S3Error("InternalError"))
+        if length == st.st_size:
+            self.bodies.put(_identity(key, st), data)
         request.write(data)
         request.finish()
         return NOT_DONE_YET
 
+    def _cached(self, key: str) -> tuple[os.stat_result, ServedVersion, bytes] | None:
+        """The remembered body and headers of *key*, if its file is still that version.
+
+        One ``lstat`` (no file opened) compares the file's identity with the
+        cached one; anything else -- a new write, a hand edit, a symlink --
+        takes the full path through :meth:`_open`.
+        """
+        try:
+            st = os.lstat(self._root_prefix + key)
+        except (OSError, ValueError):
+            return None
+        body = self.bodies.get(_identity(key, st))
+        if body is None:
+            return None
+        version = self.versions.get(
+            (self.bucket.name, key, st.st_ino, st.st_size, st.st_mtime_ns)
+        )
+        return (st, version, body) if version is not None else None
+
     def _prepare(
-        self, request: Request, key: str, fd: int
-    ) -> tuple[ServedVersion, tuple[int, int] | None]:
+        self, request: Request, key: str, st: os.stat_result, version: ServedVersion
+    ) -> tuple[int, int] | None:
         """Set the response status and headers; return the byte span to send (None: 304)."""
-        st = os.fstat(fd)
-        version = self._version(key, st, fd)
         meta = version.meta
         set_header = request.responseHeaders.setRawHeaders
         word, age = self.edge.status((key, st.st_ino, meta.etag), version.ttl)
@@ -249,7 +290,7 @@ class CdnResource(static.File):
             for name, value in version.headers:
                 if name in _NOT_MODIFIED_HEADERS:
                     set_header(name, [value])
-            return version, None
+            return None
         for name, value in version.headers:
             set_header(name, [value])
         offset, length = 0, meta.size
@@ -258,7 +299,7 @@ class CdnResource(static.File):
             request.setResponseCode(206)
             set_header(b"Content-Range", [f"bytes {span[0]}-{span[1]}/{meta.size}".encode()])
         set_header(b"Content-Length", [str(length).encode("ascii")])
-        return version, (offset, length)
+        return offset, length
 
     def _path_text(self, raw_path: bytes) -> str:
         """The requested key as text for an error body, whatever bytes it holds."""
@@ -552,6 +593,11 @@ def _read_exactly(fd: int, offset: int, length: int) -> bytes | None:
         chunks.append(more)
         got += len(more)
     return b"".join(chunks)
+
+
+def _identity(key: str, st: os.stat_result) -> tuple[str, int, int, int, int]:
+    """A stored version of *key*: every write renames a new inode into place."""
+    return (key, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _conditional_headers(request: Request) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Bounded in-memory caches for ``/cdn``: the edge's hit/miss memory and parsed metadata.
 
-Neither cache holds object bytes.  :class:`EdgeCache` only remembers *which*
+:class:`EdgeCache` only remembers *which*
 object versions were served and when, so ``X-Cache`` and ``Age`` behave as a
 CloudFront edge's would: the first request after a write is a ``Miss``, later
 ones are ``Hit`` with ``Age`` seconds since the edge fetched the object.  An
@@ -11,6 +11,13 @@ place, so a write is a miss without any invalidation message.
 by ``(bucket, key, inode, size, mtime_ns)``: a write (new inode) or a hand
 edit (new size or mtime) changes the key, so a stale entry is never returned,
 only evicted by LRU.  Time is injected (``clock()``), so tests never sleep.
+
+:class:`BodyCache` keeps the bytes of small objects, as an edge keeps what
+it served, keyed by the same kind of file identity (device, inode, size,
+mtime): one ``lstat`` proves a cached body is still the stored one, so a hit
+skips opening, reading and closing the file.  It is bounded by total bytes;
+each ``--workers`` process has its own, and every write (a new inode) in any
+process makes the old entry unreachable.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["DEFAULT_TTL", "EdgeCache", "LRU", "MetaCache", "cache_ttl"]
+__all__ = ["DEFAULT_TTL", "BodyCache", "EdgeCache", "LRU", "MetaCache", "cache_ttl"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -108,3 +115,35 @@ class EdgeCache:
 
 class MetaCache(LRU[tuple[str, str, int, int, int], V]):
     """Parsed metadata by ``(bucket, key, inode, size, mtime_ns)`` (see the module docstring)."""
+
+
+class BodyCache:
+    """Small object bodies by file identity, bounded by their total size (LRU).
+
+    Bodies over *max_object* bytes are never kept: they stream from disk, and
+    one of them would evict many small ones.
+    """
+
+    def __init__(self, max_bytes: int, max_object: int) -> None:
+        self.max_bytes = max_bytes
+        self.max_object = min(max_object, max_bytes)
+        self.size = 0
+        self._entries: OrderedDict[Hashable, bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, identity: Hashable) -> bytes | None:
+        data = self._entries.get(identity)
+        if data is not None:
+            self._entries.move_to_end(identity)
+        return data
+
+    def put(self, identity: Hashable, data: bytes) -> None:
+        if len(data) > self.max_object or identity in self._entries:
+            return
+        self._entries[identity] = data
+        self.size += len(data)
+        while self.size > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self.size -= len(evicted)

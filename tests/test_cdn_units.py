@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from plantcdn.cdn import CdnResource
-from plantcdn.cdncache import DEFAULT_TTL, LRU, EdgeCache, cache_ttl
+from plantcdn.cdncache import DEFAULT_TTL, LRU, BodyCache, EdgeCache, cache_ttl
 from plantcdn.config import Config, ConfigError
 from plantcdn.storage import ObjectMeta, Storage
 
@@ -100,6 +100,52 @@ def test_metadata_cache_is_bounded(tmp_path: Path) -> None:
         _store(storage, f"company_1/plant_2/{n}.webp", b"x", content_type="image/webp")
         _fetch(stub, f"company_1/plant_2/{n}.webp")
     assert len(resource.versions) == 3
+
+
+def test_remembered_body_is_served_again_without_opening_the_file(tmp_path: Path) -> None:
+    """The second GET of a small object comes from the edge's memory, ranges and HEAD too."""
+    clock = Clock()
+    stub, storage, resource = _client(tmp_path, clock)
+    _store(storage, KEY, b"0123456789", content_type="image/webp")
+    _fetch(stub, KEY)
+    assert len(resource.bodies) == 1
+    resource._open = lambda key: pytest.fail("the file was opened")  # type: ignore[method-assign]
+    response, body = _fetch(stub, KEY)
+    assert (response.code, body) == (200, b"0123456789")
+    assert response.headers.getRawHeaders("x-cache") == ["Hit from cloudfront"]
+    response, body = _fetch(stub, KEY, headers={"Range": "bytes=2-4"})
+    assert (response.code, body) == (206, b"234")
+    assert response.headers.getRawHeaders("content-range") == ["bytes 2-4/10"]
+    response, body = _fetch(stub, KEY, method="HEAD")
+    assert (response.code, body) == (200, b"")
+    assert response.headers.getRawHeaders("content-length") == ["10"]
+
+
+def test_hand_edit_of_a_remembered_body_is_served_fresh(tmp_path: Path) -> None:
+    """Same inode and size, new content and mtime: the remembered body no longer matches."""
+    clock = Clock()
+    stub, storage, _ = _client(tmp_path, clock)
+    _store(storage, KEY, b"aaaa", content_type="image/webp")
+    _fetch(stub, KEY)
+    path = storage.bucket("plantdb-longterm").root / KEY
+    with open(path, "r+b") as edited:
+        edited.write(b"bbbb")
+    os.utime(path, ns=(0, os.stat(path).st_mtime_ns + 1_000_000))
+    _response, body = _fetch(stub, KEY)
+    assert body == b"bbbb"
+
+
+def test_body_cache_is_bounded_by_bytes_and_skips_large_objects() -> None:
+    cache = BodyCache(max_bytes=10, max_object=6)
+    cache.put("a", b"12345")
+    cache.put("b", b"12345")
+    cache.put("big", b"1234567")
+    assert cache.get("big") is None
+    assert (len(cache), cache.size) == (2, 10)
+    cache.get("a")
+    cache.put("c", b"123")
+    assert cache.get("b") is None and cache.get("a") == b"12345" and cache.get("c") == b"123"
+    assert cache.size == 8
 
 
 def test_file_placed_by_hand_gets_a_guessed_type(tmp_path: Path) -> None:
