@@ -283,32 +283,42 @@ class Storage:
     # -- writing ------------------------------------------------------------
 
     def new_temp(self, bucket: Bucket) -> tuple[int, Path]:
-        """A fresh temporary file inside the bucket's own ``.plantcdn/tmp``."""
-        bucket.tmp_dir.mkdir(parents=True, exist_ok=True)
-        path = bucket.tmp_dir / f"{uuid.uuid4().hex}{TEMP_SUFFIX}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        """A fresh temporary file inside the bucket's own ``.plantcdn/tmp``.
+
+        The folder is made only when the create finds it missing: a
+        ``mkdir(exist_ok=True)`` on every upload cost more than the create.
+        """
+        path = bucket.tmp_dir / f"{os.urandom(16).hex()}{TEMP_SUFFIX}"
+        try:
+            fd = os.open(path, _TEMP_FLAGS, 0o644)
+        except FileNotFoundError:
+            bucket.tmp_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, _TEMP_FLAGS, 0o644)
         return fd, path
 
     def commit(self, bucket: Bucket, key: str, temp: Path, meta: ObjectMeta) -> ObjectMeta:
         """Publish *temp* as *key* with *meta*: metadata first, then an atomic rename."""
         target = self.object_path(bucket, key)
         self._make_parents(bucket, target)
-        if target.is_dir() and not target.is_symlink():
-            raise S3Error(
-                "InvalidArgument",
-                "Object key names a prefix that already holds other objects",
-                extra={"ArgumentName": "key", "ArgumentValue": key},
-            )
+        old_inode = None
+        with contextlib.suppress(OSError):
+            existing = os.lstat(target)
+            if stat.S_ISDIR(existing.st_mode):
+                raise S3Error(
+                    "InvalidArgument",
+                    "Object key names a prefix that already holds other objects",
+                    extra={"ArgumentName": "key", "ArgumentValue": key},
+                )
+            old_inode = existing.st_ino
         st = os.stat(temp)
         meta = evolve(meta, size=st.st_size)
-        old_inode = self._inode_of(target)
         if not self._set_xattr_meta(temp, meta):
             meta_path = self._meta_path(bucket, key, st.st_ino)
             meta_path.parent.mkdir(parents=True, exist_ok=True)
             self._write_atomic(meta_path, meta.to_json())
         elif self.fsync:
             _fsync_file(temp)  # the xattr is inode metadata: durable before it is published
-        _publish(temp, target)
+        _publish(temp, target, exchange=old_inode is not None)
         if self.fsync:
             fsync_dir(target.parent)
         if old_inode is not None and old_inode != st.st_ino:
@@ -399,12 +409,6 @@ class Storage:
             self._verified_parents.clear()
         self._verified_parents[parent] = os.lstat(parent).st_ino
 
-    def _inode_of(self, path: Path) -> int | None:
-        try:
-            return os.stat(path, follow_symlinks=False).st_ino
-        except OSError:
-            return None
-
     def _write_atomic(self, path: Path, data: bytes) -> None:
         write_atomically(path, data, fsync=self.fsync)
         if self.fsync:
@@ -462,11 +466,12 @@ def _renameat2() -> Any:
 
 
 _RENAMEAT2 = _renameat2()
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
 
-def _publish(temp: Path, target: Path) -> None:
+def _publish(temp: Path, target: Path, *, exchange: bool = True) -> None:
     """Put *temp* at *target* atomically: readers see the old object or the new one.
 
     Over an existing object the two are swapped (``RENAME_EXCHANGE``) and the
