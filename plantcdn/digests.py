@@ -12,6 +12,12 @@ what S3 answers, as quoted in client issue trackers.
 
 CRC32C and CRC64NVME come from ``awscrt`` (the AWS Common Runtime, botocore's
 own optional accelerator, C implementations); CRC32 from :mod:`zlib`.
+
+Large bodies hash MD5 on a worker thread while the calling thread runs the
+other digests (and goes on writing the file): hashlib releases the GIL while
+it hashes more than 2 KiB, and MD5 (~600 MB/s) is the slowest of them, so a
+big body hashes at about MD5's own speed instead of the sum of all of them
+when a second core is free.  See :class:`PayloadDigest`.
 """
 
 from __future__ import annotations
@@ -19,8 +25,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final, Protocol
 
 from attrs import frozen
@@ -46,6 +55,29 @@ _NOT_VALUES: Final = frozenset(
 _MULTIPLE: Final = (
     "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
 )
+
+#: Bodies up to this size are hashed inline: most uploads are small, and a
+#: thread hand-off per block would cost more than it saves.
+PARALLEL_THRESHOLD: Final = 4 * 1024 * 1024
+#: Past the threshold, pieces are gathered into blocks of at least this size;
+#: one block's MD5 runs on a worker while the next one gathers, so each upload
+#: holds at most about two blocks.
+BLOCK_SIZE: Final = 1024 * 1024
+_MD5_WORKERS: Final = min(4, os.cpu_count() or 1)
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _md5_executor() -> ThreadPoolExecutor:
+    """The process-wide MD5 worker pool, created on first use (small uploads never need it)."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=_MD5_WORKERS, thread_name_prefix="plantcdn-md5"
+            )
+        return _executor
 
 
 class _Hasher(Protocol):
@@ -158,6 +190,17 @@ class PayloadDigest:
     *trailer_algorithm*: the algorithm whose value arrives as an aws-chunked
     trailer (see :func:`trailer_algorithm`).  *compute*: further algorithms to
     compute without anything to check (e.g. a default object checksum).
+
+    :meth:`update` is synchronous for its caller.  The first
+    :data:`PARALLEL_THRESHOLD` bytes are hashed inline.  Past that, pieces are
+    gathered into immutable blocks of at least :data:`BLOCK_SIZE`; each
+    block's MD5 update goes to a worker thread (hashlib releases the GIL for
+    it) while the other digests run on the same block in the calling thread.
+    The MD5 object belongs to the worker while its future is pending: the
+    caller waits for that future before it submits the next block or reads
+    the digest in :meth:`finish`, so blocks are hashed in order and the
+    results are exactly the inline ones.  A digest dropped mid-body (an
+    aborted upload) needs no cleanup: its pending block just finishes.
     """
 
     def __init__(
@@ -211,17 +254,58 @@ class PayloadDigest:
             wanted.add("SHA256")
         self._hashers: dict[str, _Hasher] = {alg: _new_hasher(alg) for alg in sorted(wanted)}
         self._md5 = hashlib.md5(usedforsecurity=False)
-        self._updates = [self._md5.update, *(h.update for h in self._hashers.values())]
+        self._others = [h.update for h in self._hashers.values()]
+        self._updates = [self._md5.update, *self._others]
         self._size = 0
+        self._blocks = False  # past PARALLEL_THRESHOLD: gather blocks, MD5 on a worker
+        self._gathered: list[bytes] = []
+        self._gathered_size = 0
+        self._md5_pending: Future[None] | None = None
 
     def update(self, data: bytes) -> None:
         """Feed the next piece of the (decoded) body."""
         self._size += len(data)
-        for update in self._updates:
-            update(data)
+        if not self._blocks:
+            if self._size <= PARALLEL_THRESHOLD:
+                for update in self._updates:
+                    update(data)
+                return
+            self._blocks = True
+        # Keep an immutable copy of a caller's buffer that it may reuse once we return.
+        self._gathered.append(data if type(data) is bytes else bytes(data))
+        self._gathered_size += len(data)
+        if self._gathered_size >= BLOCK_SIZE:
+            self._hash_block(self._take_block(), parallel=True)
+
+    def _take_block(self) -> bytes:
+        """The gathered pieces as one block (a single piece is not copied)."""
+        pieces = self._gathered
+        block = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        self._gathered = []
+        self._gathered_size = 0
+        return block
+
+    def _hash_block(self, block: bytes, *, parallel: bool) -> None:
+        """Hash *block* with every digest, MD5 on a worker when *parallel*."""
+        self._wait_md5()
+        if parallel:
+            self._md5_pending = _md5_executor().submit(self._md5.update, block)
+        else:
+            self._md5.update(block)
+        for update in self._others:
+            update(block)
+
+    def _wait_md5(self) -> None:
+        """Wait until the worker is done with the MD5 object."""
+        if self._md5_pending is not None:
+            pending, self._md5_pending = self._md5_pending, None
+            pending.result()
 
     def finish(self, trailers: Mapping[str, str] | None = None) -> DigestResult:
         """Check everything declared; *trailers* are the aws-chunked trailers."""
+        if self._gathered:
+            self._hash_block(self._take_block(), parallel=False)
+        self._wait_md5()
         digests = {alg: hasher.digest() for alg, hasher in self._hashers.items()}
         md5 = self._md5.digest()
         sha256_hex = digests["SHA256"].hex() if "SHA256" in digests else None
