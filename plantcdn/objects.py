@@ -202,10 +202,18 @@ async def put_object(svc: Services, call: S3Call) -> bytes:
     if writer is None:
         writer = prepare_put(svc, call)
         await pump_file(call.request.content, writer, svc.cooperator)
-    check_write_conditions(svc, call, writer.bucket, writer.key)
     user_meta = user_metadata(call.headers)
     now = svc.clock.seconds()
-    meta = writer.finish(lambda result: describe_upload(call, result, user_meta=user_meta, now=now))
+
+    def describe(result: DigestResult) -> ObjectMeta:
+        return describe_upload(call, result, user_meta=user_meta, now=now)
+
+    if "if-none-match" in call.headers or "if-match" in call.headers:
+        # Check and publish in one step of the reactor thread: nothing comes between.
+        check_write_conditions(svc, call, writer.bucket, writer.key)
+        meta = writer.finish(describe)
+    else:
+        meta = await writer.finish_durably(describe, svc.clock)
     call.set_header("ETag", meta.etag)
     for algorithm, value in meta.checksums.items():
         call.set_header(f"x-amz-checksum-{algorithm.lower()}", value)

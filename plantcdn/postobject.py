@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
+from twisted.internet.defer import Deferred
+
 from plantcdn.call import Handler, S3Call, Services
 from plantcdn.digests import PayloadDigest, checksums_from_headers
 from plantcdn.errors import S3Error
@@ -110,8 +112,12 @@ class PostUpload:
         )
         self._filename = filename
 
-    def finish(self) -> ObjectMeta:
-        """The body has ended: publish the file (or raise what S3 would answer)."""
+    def finish(self, reactor: object = None) -> Deferred[ObjectMeta]:
+        """The body has ended: publish the file (or fail with what S3 would answer).
+
+        With *reactor*, an fsync'ed commit runs on its thread pool
+        (:meth:`~plantcdn.writer.UploadWriter.finish_durably`).
+        """
         try:
             for event in self.reader.finish():
                 self._handle(event)
@@ -123,7 +129,7 @@ class PostUpload:
             }
             meta = user_metadata(fields)
             now = self.svc.clock.seconds()
-            return self.writer.finish(
+            return self.writer.finish_durably(
                 lambda result: ObjectMeta(
                     etag=f'"{result.md5_hex}"',
                     size=result.size,
@@ -139,7 +145,8 @@ class PostUpload:
                     acl=fields.get("acl"),
                     tagging=fields.get("tagging"),
                     storage_class=fields.get("x-amz-storage-class"),
-                )
+                ),
+                reactor,
             )
         except BaseException:
             self.abort()
@@ -207,7 +214,7 @@ async def post_object(svc: Services, call: S3Call) -> bytes:
         upload = start_post(svc, call)
         await pump_file(call.request.content, upload, svc.cooperator, until=lambda: upload.complete)
     bucket = upload.bucket
-    meta = upload.finish()
+    meta = await upload.finish(svc.clock)
     assert upload.key is not None
     location = post_location(call, svc.config.base_url, bucket.name, upload.key)
     return _success(call, upload.fields, bucket.name, upload.key, meta, location)

@@ -12,10 +12,12 @@ import contextlib
 import errno
 import os
 from collections.abc import Callable, Iterator
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.task import Cooperator
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -133,6 +135,29 @@ class UploadWriter:
             raise _disk_error(exc) from exc
         self.done = True
         return meta
+
+    def finish_durably(
+        self, describe: Callable[[DigestResult], ObjectMeta], reactor: object
+    ) -> Deferred[ObjectMeta]:
+        """:meth:`finish`, on the reactor's thread pool when writes are fsync'ed.
+
+        An fsync waits for the disk (milliseconds, seconds on a busy one);
+        in the reactor thread it stalled every other connection, and uploads
+        could not share a journal commit.  Without fsync the commit is a few
+        cheap system calls and runs inline.  Only for commits that need no
+        check of the current object in the same step (no conditional write):
+        those stay in the reactor thread, where nothing can come between.
+
+        The result is not cancellable: once the body is complete, the upload
+        is published even if its client goes away, as S3 would.
+        """
+        if not self.storage.fsync or not IReactorThreads.providedBy(reactor):
+            return maybeDeferred(self.finish, describe)
+        threads: Any = reactor
+        running = deferToThreadPool(threads, threads.getThreadPool(), self.finish, describe)
+        shielded: Deferred[ObjectMeta] = Deferred()
+        running.chainDeferred(shielded)
+        return shielded
 
     def abort(self) -> None:
         """Forget the upload: nothing of it stays on disk."""
