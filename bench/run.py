@@ -443,7 +443,7 @@ def ok_statuses(result: dict[str, Any], expected: int) -> bool:
 
 
 def run_small(daemon: Any, data: Path, args: argparse.Namespace,
-              label: str, full: bool = True) -> dict[str, Any]:
+              label: str, full: bool = True, put_only: bool = False) -> dict[str, Any]:
     """64 KiB PUT (SigV4, real payload hash), GET via /cdn and via GetObject."""
     body = (b"0123456789abcdef" * 4096)[: 64 * KiB]
     body_file = data / "body64k.bin"
@@ -478,6 +478,8 @@ def run_small(daemon: Any, data: Path, args: argparse.Namespace,
     ]
     if not full:  # references: the PUT and GetObject figures the ratios need
         scenarios = [scenarios[0], scenarios[4]]
+    if put_only:  # the cost of PLANTCDN_FSYNC=true
+        scenarios = [scenarios[0]]
     for name, fn, expected in scenarios:
         runs = [measured(daemon, fn) for _ in range(args.runs)]
         out[f"{label}: {name}"] = summarize(runs, expected, "rps")
@@ -651,6 +653,14 @@ def main() -> int:
                 results.update(run_small(daemon, data, args, label))
             finally:
                 daemon.stop()
+        if not args.fsync:
+            # The default setting, PLANTCDN_FSYNC=true, for what durability costs.
+            daemon = Daemon(data, fsync=True)
+            try:
+                results.update(run_small(daemon, data, args, "plantcdn fsync=true",
+                                         put_only=True))
+            finally:
+                daemon.stop()
         if args.refs:
             results.update(nginx_reference(data / "s3_longterm", args) or {})
             results.update(run_references(data, args))
@@ -662,6 +672,9 @@ def main() -> int:
             f"/cdn GET --workers {args.workers} vs nginx (c64)": (
                 f"plantcdn --workers {args.workers}: GET 64 KiB /cdn c64",
                 "nginx: GET 64 KiB c64"),
+            "PUT 64 KiB fsync=true vs fsync=false (c16)": (
+                f"plantcdn fsync=true: PUT 64 KiB SigV4 c{args.connections}",
+                f"plantcdn: PUT 64 KiB SigV4 c{args.connections}"),
             "PUT 64 KiB vs s3rver (c16)": (f"plantcdn: PUT 64 KiB SigV4 c{args.connections}",
                                            f"s3rver: PUT 64 KiB SigV4 c{args.connections}"),
             "PUT 64 KiB vs moto (c16)": (f"plantcdn: PUT 64 KiB SigV4 c{args.connections}",
