@@ -9,6 +9,11 @@ multipart state in files, CORS and scoped credentials re-read when their
 files change.  Caches (``/cdn`` metadata, edge Hit/Miss) and metrics are per
 process.  SIGTERM and SIGHUP received by the parent are passed on; the
 parent waits (bounded) for its workers to exit before it exits itself.
+
+A worker's log events (access lines included) travel to the parent as JSON
+records on the worker's stdout and are published there, so they land in
+the one log twistd was told to write (``--logfile``, JSON format or not),
+with every field, rather than on whatever terminal started the parent.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet import defer, protocol
 from twisted.internet.interfaces import IListeningPort
-from twisted.logger import Logger
+from twisted.logger import Logger, eventFromJSON, globalLogPublisher
 
 __all__ = ["WorkerPool", "parse_workers", "worker_main"]
 
@@ -43,13 +48,42 @@ def parse_workers(text: str) -> int:
     return count
 
 
+#: ``jsonFileLogObserver`` writes RS, one line of JSON, LF (RFC 7464 JSON text sequences).
+_RECORD_START = b"\x1e"
+#: A worker's half-written record is kept up to this size, then dropped.
+_MAX_RECORD = 1024 * 1024
+
+
 class _WorkerProcess(protocol.ProcessProtocol):
     def __init__(self, pool: WorkerPool, index: int) -> None:
         self.pool = pool
         self.index = index
         self.ended: defer.Deferred[None] = defer.Deferred()
+        self._pending = b""
+
+    def outReceived(self, data: bytes) -> None:  # noqa: N802
+        """Publish the worker's complete log records in this (the parent's) log."""
+        records = (self._pending + data).split(b"\n")
+        self._pending = records.pop()
+        if len(self._pending) > _MAX_RECORD:
+            self._pending = b""
+        for record in records:
+            self._publish(record)
+
+    def _publish(self, record: bytes) -> None:
+        text = record.strip().lstrip(_RECORD_START)
+        if not text:
+            return
+        try:
+            event = eventFromJSON(text.decode("utf-8", "replace"))
+        except ValueError:
+            event = {"log_format": "{line}", "line": text.decode("utf-8", "replace")}
+        event["plantcdn_worker"] = self.index + 1
+        globalLogPublisher(event)
 
     def processEnded(self, reason: Any) -> None:
+        self._publish(self._pending)
+        self._pending = b""
         self.ended.callback(None)
         self.pool.worker_ended(self, reason)
 
@@ -97,7 +131,7 @@ class WorkerPool(Service):
 
     def _spawn(self, index: int) -> None:
         fds = ",".join(f"{fd}:{family}" for fd, family in self.sockets)
-        child_fds: dict[int, Any] = {0: "w", 1: 1, 2: 2}
+        child_fds: dict[int, Any] = {0: "w", 1: "r", 2: 2}
         for fd, _ in self.sockets:
             child_fds[fd] = fd
         worker = _WorkerProcess(self, index)
@@ -158,7 +192,7 @@ def worker_main(argv: Sequence[str]) -> None:
     from pathlib import Path
 
     from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+    from twisted.logger import globalLogBeginner, jsonFileLogObserver
 
     from plantcdn.config import Config
     from plantcdn.ops import Ops
@@ -169,7 +203,9 @@ def worker_main(argv: Sequence[str]) -> None:
     parser.add_argument("--fds", required=True)
     parser.add_argument("--data-dir", required=True)
     args = parser.parse_args(argv)
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+    # Records for the parent to publish (see _WorkerProcess.outReceived), each as it happens.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    globalLogBeginner.beginLoggingTo([jsonFileLogObserver(sys.stdout)], redirectStandardIO=False)
     config = Config.from_environ(os.environ, data_dir=Path(args.data_dir))
     storage = Storage(config)
     ops = Ops(storage, reactor)  # type: ignore[arg-type]

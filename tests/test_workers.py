@@ -112,3 +112,48 @@ def test_two_workers_serve_uploads_and_reads_and_stop_together(tmp_path: Path) -
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def test_every_workers_access_lines_land_in_the_one_logfile(tmp_path: Path) -> None:
+    """Workers send their log events to the parent, which writes them to ``--logfile``."""
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    logfile = tmp_path / "plantcdn.log"
+    process = subprocess.Popen(
+        [twistd, "-n", "--pidfile=", f"--logfile={logfile}", "plantcdn", "--workers", "2",
+         "--listen", "tcp:0:interface=127.0.0.1", "--data-dir", str(tmp_path)],
+        cwd=tmp_path,
+        env=clean_env({"PLANTCDN_FSYNC": "false"}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        def log_text() -> str:
+            return logfile.read_text() if logfile.exists() else ""
+
+        assert wait_until(lambda: log_text().count("OpsSite starting") >= 2, 30)
+        port = int(log_text().split("listening on http://")[1].split()[0].rsplit(":", 1)[1])
+        server: Any = RunningServer.__new__(RunningServer)
+        from plantcdn.credentials import DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY
+
+        server.port, server.access_key, server.secret_key = (
+            port, DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY
+        )
+        s3: Any = server.client()
+
+        def put(i: int) -> None:
+            s3.put_object(Bucket=LONGTERM, Key=f"company_1/plant_1/log{i}.txt", Body=b"x")
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(put, range(40)))
+        assert wait_until(lambda: log_text().count('" PutObject 200 ') == 40, 15), log_text()
+        assert "plantcdn.access" in log_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(40)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    assert process.stdout is not None
+    assert "PutObject" not in process.stdout.read()
