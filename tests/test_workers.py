@@ -157,3 +157,27 @@ def test_every_workers_access_lines_land_in_the_one_logfile(tmp_path: Path) -> N
             process.wait(10)
     assert process.stdout is not None
     assert "PutObject" not in process.stdout.read()
+
+
+def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves the parent no chance to stop its workers: they stop themselves."""
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    process = subprocess.Popen(
+        [twistd, "-n", "--pidfile=", f"--logfile={tmp_path / 'log'}", "plantcdn", "--workers",
+         "2", "--listen", "tcp:0:interface=127.0.0.1", "--data-dir", str(tmp_path)],
+        cwd=tmp_path,
+        env=clean_env({"PLANTCDN_FSYNC": "false"}),
+    )
+    try:
+        assert wait_until(lambda: len(children_of(process.pid)) == 1, 30)
+        worker = children_of(process.pid)[0]
+        assert wait_until(lambda: (tmp_path / "log").read_text().count("OpsSite starting") >= 2, 30)
+    finally:
+        process.kill()
+        process.wait(10)
+
+    def gone() -> bool:
+        status = Path(f"/proc/{worker}/status")
+        return not status.exists() or "zombie" in status.read_text()
+
+    assert wait_until(gone, 20)
