@@ -42,7 +42,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from plantcdn import __version__
-from plantcdn.accesslog import log_access, safe_path, use_json_target
+from plantcdn.accesslog import log_access, safe_path, use_json_target, use_text_target
 from plantcdn.keys import INTERNAL_PREFIX
 from plantcdn.storage import Storage
 
@@ -712,9 +712,11 @@ OPS_OPT_PARAMETERS = [
 def resolve_ops_options(options: usage.Options, environ: Mapping[str, str]) -> None:
     """Resolve ``--shutdown-grace`` and ``--log-format`` (environment as fallback).
 
-    ``--log-format json`` installs a JSON observer through twistd's own
-    ``--logger`` setting on the parent options, so it goes where ``--logfile``
-    and ``-n`` say text would have gone.
+    Both formats install an observer through twistd's own ``--logger``
+    setting on the parent options (unless the operator chose one, or
+    ``--syslog``), writing where ``--logfile`` and ``-n`` say twistd would:
+    JSON lines, or twistd's own text lines formatted more cheaply
+    (:class:`~plantcdn.accesslog.ClassicTextObserver`).
     """
     grace_text = str(options.get("shutdown-grace") or environ.get("PLANTCDN_SHUTDOWN_GRACE") or "")
     try:
@@ -729,6 +731,7 @@ def resolve_ops_options(options: usage.Options, environ: Mapping[str, str]) -> N
         raise usage.UsageError(f"--log-format must be text or json, not {fmt!r}")
     options["log-format"] = fmt
     parent: Any = getattr(options, "parent", None)
-    if fmt == "json" and parent is not None and not parent.get("logger"):
+    if parent is not None and not parent.get("logger") and not parent.get("syslog"):
         nodaemon = bool(parent.get("nodaemon"))
-        parent["logger"] = use_json_target(parent.get("logfile"), nodaemon)
+        use_target = use_json_target if fmt == "json" else use_text_target
+        parent["logger"] = use_target(parent.get("logfile"), nodaemon)
