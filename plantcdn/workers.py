@@ -2,13 +2,14 @@
 
 One Twisted reactor uses one core.  With ``--workers N`` the twistd process
 listens as usual, then starts N-1 worker processes that adopt the same
-listening sockets (``IReactorSocket.adoptStreamPort``); the kernel spreads
-connections over all N processes.  Everything they share lives on disk and
-is already safe across processes: atomic renames for objects and metadata,
-multipart state in files, CORS and scoped credentials re-read when their
-files change.  Caches (``/cdn`` metadata, edge Hit/Miss) and metrics are per
-process.  SIGTERM and SIGHUP received by the parent are passed on; the
-parent waits (bounded) for its workers to exit before it exits itself.
+listening sockets (``IReactorSocket.adoptStreamPort``); connections are
+shared fairly among them (:mod:`plantcdn.acceptshare`).  Everything they
+share lives on disk and is already safe across processes: atomic renames
+for objects and metadata, multipart state in files, CORS and scoped
+credentials re-read when their files change.  Caches (``/cdn`` metadata and
+bodies, edge Hit/Miss) and metrics are per process.  SIGTERM and SIGHUP
+received by the parent are passed on; the parent waits (bounded) for its
+workers to exit before it exits itself.
 
 A worker's log events (access lines included) travel to the parent as JSON
 records on the worker's stdout and are published there, so they land in
@@ -29,6 +30,8 @@ from twisted.application.service import Service
 from twisted.internet import defer, protocol
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger, eventFromJSON, globalLogPublisher
+
+from plantcdn.acceptshare import AcceptBoard, share_accepts
 
 __all__ = ["WorkerPool", "parse_workers", "worker_main"]
 
@@ -117,6 +120,9 @@ class WorkerPool(Service):
             self.reactor.callLater(0.05, self._spawn_when_listening)
             return
         self.sockets = [_socket_of(p) for p in ports if p is not None]
+        self.board = AcceptBoard.create(self.count)
+        for port in ports:
+            share_accepts(port, self.reactor, self.board, 0)
         for index in range(1, self.count):
             self._spawn(index)
         if hasattr(signal, "SIGHUP"):
@@ -134,13 +140,15 @@ class WorkerPool(Service):
         child_fds: dict[int, Any] = {0: "w", 1: "r", 2: 2}
         for fd, _ in self.sockets:
             child_fds[fd] = fd
+        child_fds[self.board.fd] = self.board.fd
         worker = _WorkerProcess(self, index)
         env = dict(self.environ)
         env["PLANTCDN_WORKER_INDEX"] = str(index)
         self.reactor.spawnProcess(
             worker,
             sys.executable,
-            [sys.executable, "-m", "plantcdn.workers", "--fds", fds, "--data-dir", self.data_dir],
+            [sys.executable, "-m", "plantcdn.workers", "--fds", fds, "--data-dir", self.data_dir,
+             "--accept-board", f"{self.board.fd}:{self.count}", "--index", str(index)],
             env=env,
             childFDs=child_fds,
         )
@@ -220,6 +228,8 @@ def worker_main(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(prog="plantcdn.workers")
     parser.add_argument("--fds", required=True)
     parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--accept-board", default=None)  # FD:SLOTS (plantcdn.acceptshare)
+    parser.add_argument("--index", type=int, default=1)
     args = parser.parse_args(argv)
     _exit_with_parent()
     # Records for the parent to publish (see _WorkerProcess.outReceived), each as it happens.
@@ -229,13 +239,19 @@ def worker_main(argv: Sequence[str]) -> None:
     storage = Storage(config)
     ops = Ops(storage, reactor)  # type: ignore[arg-type]
     site = make_site(config, storage, reactor, ops)  # type: ignore[arg-type]
+    board = None
+    if args.accept_board:
+        board_fd, slots = (int(x) for x in args.accept_board.split(":"))
+        board = AcceptBoard(board_fd, slots)
     for item in args.fds.split(","):
         fd_text, family = item.split(":")
         fd = int(fd_text)
         families = {"inet6": socket.AF_INET6, "unix": socket.AF_UNIX}
-        reactor.adoptStreamPort(  # type: ignore[attr-defined]
+        port = reactor.adoptStreamPort(  # type: ignore[attr-defined]
             fd, families.get(family, socket.AF_INET), site
         )
+        if board is not None:
+            share_accepts(port, reactor, board, args.index)
         os.close(fd)  # adoptStreamPort duplicated it
     # The parent passes SIGHUP on: re-read the scoped credentials (plantcdn.scopes).
     from plantcdn.scopes import reload_on_sighup
