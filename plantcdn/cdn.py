@@ -261,9 +261,7 @@ class CdnResource(static.File):
         body = self.bodies.get(_identity(key, st))
         if body is None:
             return None
-        version = self.versions.get(
-            (self.bucket.name, key, st.st_ino, st.st_size, st.st_mtime_ns)
-        )
+        version = self.versions.get(self._version_key(key, st))
         return (st, version, body) if version is not None else None
 
     def _prepare(
@@ -365,9 +363,12 @@ class CdnResource(static.File):
         finally:
             file.close()
 
+    def _version_key(self, key: str, st: os.stat_result) -> tuple[str, str, int, int, int]:
+        return (self.bucket.name, key, st.st_ino, st.st_size, st.st_mtime_ns)
+
     def _version(self, key: str, st: os.stat_result, fd: int | None = None) -> ServedVersion:
         """The (cached) headers of the version whose inode, size and mtime *st* shows."""
-        cache_key = (self.bucket.name, key, st.st_ino, st.st_size, st.st_mtime_ns)
+        cache_key = self._version_key(key, st)
         version = self.versions.get(cache_key)
         if version is None:
             # Metadata is named after the inode of the very file opened, so old

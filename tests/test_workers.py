@@ -41,29 +41,22 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+def _twistd_with_two_workers(tmp_path: Path, logfile: str, **popen: Any) -> subprocess.Popen:
+    """``twistd -n plantcdn --workers 2`` on a free loopback port, data in *tmp_path*."""
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    return subprocess.Popen(
+        [twistd, "-n", "--pidfile=", f"--logfile={logfile}", "plantcdn", "--workers", "2",
+         "--listen", "tcp:0:interface=127.0.0.1", "--data-dir", str(tmp_path)],
+        cwd=tmp_path,
+        env=clean_env({"PLANTCDN_FSYNC": "false"}),
+        **popen,
+    )
+
+
 def test_two_workers_serve_uploads_and_reads_and_stop_together(tmp_path: Path) -> None:
     """Objects written through one process are read through the other; SIGTERM ends both."""
-    twistd = str(Path(sys.executable).with_name("twistd"))
-    env = clean_env({"PLANTCDN_FSYNC": "false"})
-    process = subprocess.Popen(
-        [
-            twistd,
-            "-n",
-            "--pidfile=",
-            "--logfile=-",
-            "plantcdn",
-            "--workers",
-            "2",
-            "--listen",
-            "tcp:0:interface=127.0.0.1",
-            "--data-dir",
-            str(tmp_path),
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    process = _twistd_with_two_workers(
+        tmp_path, "-", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     lines: list[str] = []
 
@@ -116,16 +109,9 @@ def test_two_workers_serve_uploads_and_reads_and_stop_together(tmp_path: Path) -
 
 def test_every_workers_access_lines_land_in_the_one_logfile(tmp_path: Path) -> None:
     """Workers send their log events to the parent, which writes them to ``--logfile``."""
-    twistd = str(Path(sys.executable).with_name("twistd"))
     logfile = tmp_path / "plantcdn.log"
-    process = subprocess.Popen(
-        [twistd, "-n", "--pidfile=", f"--logfile={logfile}", "plantcdn", "--workers", "2",
-         "--listen", "tcp:0:interface=127.0.0.1", "--data-dir", str(tmp_path)],
-        cwd=tmp_path,
-        env=clean_env({"PLANTCDN_FSYNC": "false"}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    process = _twistd_with_two_workers(
+        tmp_path, str(logfile), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
         def log_text() -> str:
@@ -161,13 +147,7 @@ def test_every_workers_access_lines_land_in_the_one_logfile(tmp_path: Path) -> N
 
 def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
     """SIGKILL leaves the parent no chance to stop its workers: they stop themselves."""
-    twistd = str(Path(sys.executable).with_name("twistd"))
-    process = subprocess.Popen(
-        [twistd, "-n", "--pidfile=", f"--logfile={tmp_path / 'log'}", "plantcdn", "--workers",
-         "2", "--listen", "tcp:0:interface=127.0.0.1", "--data-dir", str(tmp_path)],
-        cwd=tmp_path,
-        env=clean_env({"PLANTCDN_FSYNC": "false"}),
-    )
+    process = _twistd_with_two_workers(tmp_path, str(tmp_path / "log"))
     try:
         assert wait_until(lambda: len(children_of(process.pid)) == 1, 30)
         worker = children_of(process.pid)[0]
