@@ -37,7 +37,9 @@ import base64
 import errno
 import mimetypes
 import os
+import random
 import stat
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -46,6 +48,7 @@ from xml.sax.saxutils import escape
 from attrs import frozen
 from twisted.internet.interfaces import IPushProducer
 from twisted.web import static
+from twisted.web.http import datetimeToString
 from twisted.web.iweb import IRequest
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
@@ -67,6 +70,7 @@ from plantcdn.config import Config
 from plantcdn.errors import S3Error, render_error_xml
 from plantcdn.keys import is_storable_key
 from plantcdn.objects import object_headers
+from plantcdn.request import AmzHeaders
 from plantcdn.storage import Bucket, ObjectMeta, Storage
 
 __all__ = ["ALLOWED_METHODS", "CdnResource", "ServedVersion"]
@@ -97,6 +101,7 @@ _X_CACHE = {
 #: "X-Amz-Cf-Pop": the edge location; three-letter code, number, "-C1"/"-P1".
 #: "LCL" (local) is deliberately no real airport code.
 CF_POP = "LCL50-C1"
+_CF_POP = CF_POP.encode("ascii")
 
 
 @frozen
@@ -104,12 +109,15 @@ class ServedVersion:
     """What ``/cdn`` knows about one stored version of an object, computed once.
 
     ``headers`` are the encoded S3 object headers (without Content-Length);
-    ``ttl`` is how long an edge keeps this version (from its Cache-Control).
+    ``ttl`` is how long an edge keeps this version (from its Cache-Control);
+    ``wire`` is *headers* as the lines Twisted would write for them (see
+    :meth:`CdnResource.plain_response`).
     """
 
     meta: ObjectMeta
     headers: tuple[tuple[bytes, bytes], ...]
     ttl: int
+    wire: bytes = b""
 
 
 class _Refusal(Exception):
@@ -264,6 +272,39 @@ class CdnResource(static.File):
         version = self.versions.get(self._version_key(key, st))
         return (st, version, body) if version is not None else None
 
+    def plain_response(self, raw_path: bytes) -> tuple[bytes, bytes] | None:
+        """The head and body answering a plain ``GET`` of *raw_path* from memory, or ``None``.
+
+        A plain GET (see :mod:`plantcdn.plainget`) carries no header that
+        :meth:`_serve` reads, so for a body in the edge's memory whose file is
+        still that version, the answer is fixed but for ``Date``,
+        ``X-Amz-Cf-Id``, ``X-Cache`` and ``Age``: the same bytes, header for
+        header, that :meth:`render` and Twisted would write, at a fraction of
+        the cost.  Signed distributions always take :meth:`render`.
+        """
+        if self.public_keys:
+            return None
+        key = self._key_of(raw_path)
+        if key is None:
+            return None
+        hit = self._cached(key)
+        if hit is None:
+            return None
+        st, version, body = hit
+        if version.meta.size != len(body) or not version.wire:
+            return None
+        word, age = self.edge.status((key, st.st_ino, version.meta.etag), version.ttl)
+        head = b"".join((
+            b"HTTP/1.1 200 OK\r\nServer: AmazonS3\r\nDate: ", _http_date(),
+            b"\r\nVia: ", self.via,
+            b"\r\nx-amz-cf-pop: ", _CF_POP, b"\r\nx-amz-cf-id: ", _cf_id(),
+            b"\r\nX-Cache: ", _X_CACHE[word],
+            b"\r\n" if age is None else b"\r\nAge: %d\r\n" % age,
+            version.wire,
+            b"Content-Length: %d\r\n\r\n" % len(body),
+        ))
+        return head, body
+
     def _prepare(
         self, request: Request, key: str, st: os.stat_result, version: ServedVersion
     ) -> tuple[int, int] | None:
@@ -382,10 +423,12 @@ class CdnResource(static.File):
                 )
             if "Cache-Control" not in headers and self.default_cache_control:
                 headers["Cache-Control"] = self.default_cache_control
+            encoded = _encode(headers.items())
             version = ServedVersion(
                 meta=meta,
-                headers=_encode(headers.items()),
+                headers=encoded,
                 ttl=cache_ttl(headers.get("Cache-Control")),
+                wire=_header_lines(encoded),
             )
             self.versions.put(cache_key, version)
         return version
@@ -441,9 +484,8 @@ class CdnResource(static.File):
         set_header = request.responseHeaders.setRawHeaders
         set_header(b"Server", [b"AmazonS3"])
         set_header(b"Via", [self.via])
-        set_header(b"X-Amz-Cf-Pop", [CF_POP.encode("ascii")])
-        # X-Amz-Cf-Id: 56 characters of URL-safe base64, unique per response.
-        set_header(b"X-Amz-Cf-Id", [base64.urlsafe_b64encode(os.urandom(40))])
+        set_header(b"X-Amz-Cf-Pop", [_CF_POP])
+        set_header(b"X-Amz-Cf-Id", [_cf_id()])
 
     def _cors(self, request: Request) -> None:
         """The policy's CORS headers, on every answer to a CORS request (errors too)."""
@@ -619,6 +661,35 @@ def _encode(items: Iterable[tuple[str, str]]) -> tuple[tuple[bytes, bytes], ...]
     return tuple(
         (name.encode("latin-1"), value.encode("latin-1", "replace")) for name, value in items
     )
+
+
+def _cf_id() -> bytes:
+    """X-Amz-Cf-Id: 56 characters of URL-safe base64, unique per response.
+
+    An opaque request id, not a secret: ``random`` (seeded from the OS per
+    process) costs no system call, where ``os.urandom`` cost one per response.
+    """
+    return base64.urlsafe_b64encode(random.randbytes(40))
+
+
+_date_cache: list[Any] = [None, b""]
+
+
+def _http_date() -> bytes:
+    """Twisted's ``Date`` value for now, formatted once per second."""
+    second = int(time.time())
+    if _date_cache[0] != second:
+        _date_cache[0], _date_cache[1] = second, datetimeToString(second)
+    return _date_cache[1]
+
+
+def _header_lines(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """*headers* as Twisted writes them: its name case, then plantcdn's lower-case x-amz-*."""
+    wire = AmzHeaders()
+    for name, value in headers:
+        wire.setRawHeaders(name, [value])
+    pairs = wire.getAllRawHeaders()
+    return b"".join(b"%s: %s\r\n" % (name, value) for name, values in pairs for value in values)
 
 
 def _text(value: bytes | None) -> str | None:

@@ -78,16 +78,32 @@ class PlantChannel(HTTPChannel):
 
     header_timeout: float | None = None
     _header_call: IDelayedCall | None = None
+    site: Any = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self._arm_header_deadline()
 
     def dataReceived(self, data: bytes) -> None:
+        lane: Callable[[PlantChannel, bytes], bool] | None = getattr(self.site, "edge_lane", None)
+        if lane is not None and self._between_requests() and lane(self, data):
+            self._cancel_header_deadline()  # armed when the connection opened
+            self.resetTimeout()  # as HTTPChannel does for every byte received
+            return
         # The first byte of the next request on a kept-alive connection starts its clock.
         if self._header_call is None and self.line_mode and not self._handlingRequest:
             self._arm_header_deadline()
         super().dataReceived(data)
+
+    def _between_requests(self) -> bool:
+        """Nothing of a request received or unanswered: *data* would start a new one."""
+        return bool(
+            self.line_mode
+            and not self._buffer
+            and not self._handlingRequest
+            and not self.requests
+            and self.persistent
+        )
 
     def allHeadersReceived(self) -> None:
         self._cancel_header_deadline()

@@ -386,12 +386,39 @@ class Ops:
     def request_done(self, request: OpsRequest, *, aborted: bool) -> None:
         """Count, time and log one request; called once, when it finished or was cut off."""
         self.in_flight.discard(request)
-        method = request.method if request.path is not None else b"-"
         path = request.path or b"-"
-        operation = getattr(request, "plantcdn_operation", None) or default_operation(path)
-        error_code: str | None = getattr(request, "plantcdn_error_code", None)
-        status = CLIENT_GONE if aborted else int(request.code)
-        duration = max(0.0, self.clock.seconds() - request.plantcdn_started)
+        ids = request.responseHeaders.getRawHeaders(b"x-amz-request-id") or [b"-"]
+        self.account(
+            method=request.method if request.path is not None else b"-",
+            path=path,
+            operation=getattr(request, "plantcdn_operation", None) or default_operation(path),
+            status=CLIENT_GONE if aborted else int(request.code),
+            error_code=getattr(request, "plantcdn_error_code", None),
+            started=request.plantcdn_started,
+            bytes_in=request.plantcdn_bytes_in,
+            bytes_out=request.sentLength,
+            client=_client(request),
+            request_id=ids[0].decode("latin-1"),
+            completed=not aborted,
+        )
+
+    def account(
+        self,
+        *,
+        method: bytes,
+        path: bytes,
+        operation: str,
+        status: int,
+        error_code: str | None,
+        started: float,
+        bytes_in: int,
+        bytes_out: int,
+        client: str,
+        request_id: str = "-",
+        completed: bool = True,
+    ) -> None:
+        """The metrics and access line of one request, however it was answered."""
+        duration = max(0.0, self.clock.seconds() - started)
         series = self._series.get((operation, status))
         if series is None:
             series = self._series[(operation, status)] = _Series.of(self.metrics, operation, status)
@@ -401,27 +428,26 @@ class Ops:
             m.errors.labels(error_code).inc()
             if error_code in SIGNATURE_CODES:
                 m.signatures_rejected.labels(error_code).inc()
-        if request.plantcdn_bytes_in:
-            series.bytes_in.inc(request.plantcdn_bytes_in)
-        if request.sentLength:
-            series.bytes_out.inc(request.sentLength)
+        if bytes_in:
+            series.bytes_in.inc(bytes_in)
+        if bytes_out:
+            series.bytes_out.inc(bytes_out)
         series.duration.observe(duration)
         if series.upload_duration is not None:
             series.upload_duration.observe(duration)
-        if method in WRITE_METHODS and not aborted and status < 300:
+        if method in WRITE_METHODS and completed and status < 300:
             self.stats.mark_dirty()
         if self.access_log:
-            ids = request.responseHeaders.getRawHeaders(b"x-amz-request-id") or [b"-"]
             log_access(
-                client=_client(request),
+                client=client,
                 method=method.decode("latin-1", "replace")[:16],
                 path=safe_path(path),
                 operation=operation,
                 status=status,
-                bytes_in=request.plantcdn_bytes_in,
-                bytes_out=request.sentLength,
+                bytes_in=bytes_in,
+                bytes_out=bytes_out,
                 duration_ms=duration * 1000.0,
-                request_id=ids[0].decode("latin-1"),
+                request_id=request_id,
                 error_code=error_code,
             )
 

@@ -13,6 +13,7 @@ from twisted.web.server import Site
 
 from plantcdn.config import Config
 from plantcdn.connections import configure_site, raise_fd_limit
+from plantcdn.edgelane import EdgeLane
 from plantcdn.ops import Ops, OpsSite
 from plantcdn.request import PlantRequest
 from plantcdn.s3app import S3App
@@ -36,6 +37,8 @@ def make_site(
     site.body_router = app.body_router  # type: ignore[attr-defined]  # see plantcdn.request
     # SIGHUP re-reads PLANTCDN_CREDENTIALS_FILE (see CredentialReloadService, plantcdn.scopes)
     site.reload_credentials = app.services.verifier.reload  # type: ignore[attr-defined]
+    # Plain GETs of small objects /cdn holds in memory skip twisted.web (plantcdn.edgelane).
+    site.edge_lane = EdgeLane(app.cdn, ops)  # type: ignore[attr-defined]
     site.displayTracebacks = False
     site.noisy = False
     configure_site(
