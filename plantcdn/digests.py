@@ -69,6 +69,11 @@ _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 
 
+def _update_each(update: Callable[[bytes], object], pieces: list[bytes]) -> None:
+    for piece in pieces:
+        update(piece)
+
+
 def _md5_executor() -> ThreadPoolExecutor:
     """The process-wide MD5 worker pool, created on first use (small uploads never need it)."""
     global _executor
@@ -192,10 +197,11 @@ class PayloadDigest:
     compute without anything to check (e.g. a default object checksum).
 
     :meth:`update` is synchronous for its caller.  The first
-    :data:`PARALLEL_THRESHOLD` bytes are hashed inline.  Past that, pieces are
-    gathered into immutable blocks of at least :data:`BLOCK_SIZE`; each
-    block's MD5 update goes to a worker thread (hashlib releases the GIL for
-    it) while the other digests run on the same block in the calling thread.
+    :data:`PARALLEL_THRESHOLD` bytes are hashed inline.  Past that, the other
+    digests still run on each piece in the calling thread, while pieces are
+    gathered (as immutable ``bytes``, never joined) into blocks of at least
+    :data:`BLOCK_SIZE` whose MD5 updates go to a worker thread (hashlib
+    releases the GIL for them).
     The MD5 object belongs to the worker while its future is pending: the
     caller waits for that future before it submits the next block or reads
     the digest in :meth:`finish`, so blocks are hashed in order and the
@@ -272,28 +278,24 @@ class PayloadDigest:
                 return
             self._blocks = True
         # Keep an immutable copy of a caller's buffer that it may reuse once we return.
-        self._gathered.append(data if type(data) is bytes else bytes(data))
-        self._gathered_size += len(data)
+        piece = data if type(data) is bytes else bytes(data)
+        for update in self._others:
+            update(piece)
+        self._gathered.append(piece)
+        self._gathered_size += len(piece)
         if self._gathered_size >= BLOCK_SIZE:
-            self._hash_block(self._take_block(), parallel=True)
+            self._md5_of_gathered(parallel=True)
 
-    def _take_block(self) -> bytes:
-        """The gathered pieces as one block (a single piece is not copied)."""
+    def _md5_of_gathered(self, *, parallel: bool) -> None:
+        """MD5 of the gathered pieces, on a worker when *parallel* (never joined: no copy)."""
         pieces = self._gathered
-        block = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         self._gathered = []
         self._gathered_size = 0
-        return block
-
-    def _hash_block(self, block: bytes, *, parallel: bool) -> None:
-        """Hash *block* with every digest, MD5 on a worker when *parallel*."""
         self._wait_md5()
         if parallel:
-            self._md5_pending = _md5_executor().submit(self._md5.update, block)
+            self._md5_pending = _md5_executor().submit(_update_each, self._md5.update, pieces)
         else:
-            self._md5.update(block)
-        for update in self._others:
-            update(block)
+            _update_each(self._md5.update, pieces)
 
     def _wait_md5(self) -> None:
         """Wait until the worker is done with the MD5 object."""
@@ -304,7 +306,7 @@ class PayloadDigest:
     def finish(self, trailers: Mapping[str, str] | None = None) -> DigestResult:
         """Check everything declared; *trailers* are the aws-chunked trailers."""
         if self._gathered:
-            self._hash_block(self._take_block(), parallel=False)
+            self._md5_of_gathered(parallel=False)
         self._wait_md5()
         digests = {alg: hasher.digest() for alg, hasher in self._hashers.items()}
         md5 = self._md5.digest()

@@ -178,7 +178,7 @@ def test_bodies_up_to_the_threshold_never_use_the_worker_pool(pool: RecordingPoo
 
 
 def test_large_bodies_hash_md5_on_a_plantcdn_md5_thread(pool: RecordingPool) -> None:
-    """Past the threshold, MD5 blocks of at least BLOCK_SIZE run on a named worker thread."""
+    """Past the threshold, MD5 runs on a named worker thread, one task per BLOCK_SIZE gathered."""
     seen: set[str] = set()
     real_md5 = hashlib.md5
 
@@ -188,7 +188,6 @@ def test_large_bodies_hash_md5_on_a_plantcdn_md5_thread(pool: RecordingPool) -> 
 
         def update(self, data: bytes, /) -> None:
             seen.add(threading.current_thread().name)
-            assert len(data) >= BLOCK_SIZE or threading.current_thread().name == "MainThread"
             self.md5.update(data)
 
         def digest(self) -> bytes:
