@@ -53,6 +53,9 @@ __all__ = [
 
 log = Logger()
 
+#: Per connection: the largest read, and unsent bytes before the channel is paused.
+TRANSPORT_BUFFER = 256 * 1024
+
 #: Enough descriptors for a few thousand connections and their upload files.
 WANTED_FDS = 8192
 
@@ -82,6 +85,11 @@ class PlantChannel(HTTPChannel):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        # Twisted's 64 KiB both caps each read and pauses the channel once that much
+        # is unsent: every 64 KiB response paused and resumed its connection (two
+        # epoll changes) and a large upload arrived in many small reads.
+        transport: Any = self.transport
+        transport.bufferSize = TRANSPORT_BUFFER
         self._arm_header_deadline()
 
     def dataReceived(self, data: bytes) -> None:
