@@ -67,7 +67,13 @@ from plantcdn.uploads import (
     new_upload_id,
 )
 from plantcdn.verification import user_metadata
-from plantcdn.writer import MAX_PUT_SIZE, UploadWriter, cooperate_cancellably, pump_file
+from plantcdn.writer import (
+    MAX_PUT_SIZE,
+    UploadWriter,
+    cooperate_cancellably,
+    durably,
+    pump_file,
+)
 from plantcdn.xmlbody import Node, iso_timestamp, local_name, parse_xml, render
 
 __all__ = ["HANDLERS", "MIN_PART_SIZE"]
@@ -342,8 +348,12 @@ async def upload_part(svc: Services, call: S3Call) -> bytes:
     digest, decoder = _part_digest(call, state.checksum_algorithm)
     writer = PartWriter(svc.storage, bucket, key, digest=digest, decoder=decoder)
     await pump_file(call.request.content, writer, svc.cooperator)
-    result = writer.seal()
-    record = _publish_part(svc, bucket, upload_id, number, writer, result)
+    # Sealing fsyncs the part and publishing its record fsyncs twice more: with
+    # fsync on, that waits for the disk on a thread, not in the reactor.
+    record = await durably(
+        svc.clock, svc.storage.fsync,
+        lambda: _publish_part(svc, bucket, upload_id, number, writer, writer.seal()),
+    )
     call.set_header("ETag", record.etag)
     _set_checksum_headers(call, record.checksums)
     call.set_header("x-amz-server-side-encryption", "AES256")
@@ -641,12 +651,19 @@ def _copy_chunk(source: int, target: int, size: int) -> int:
     return len(data)
 
 
+def _fsync_duplicate(fd: int) -> None:
+    """fsync a descriptor this call owns, then close it."""
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def assemble(
     cooperator: Cooperator,
     sources: list[tuple[Path, int]],
     target_fd: int,
     *,
-    fsync: bool,
     step: int = ASSEMBLE_STEP,
 ) -> Deferred[None]:
     """Concatenate the part files (path, expected size) into *target_fd*, one bounded
@@ -675,8 +692,6 @@ def assemble(
                     yield None
             finally:
                 os.close(source)
-        if fsync:
-            os.fsync(target_fd)
 
     iterator = steps()
     return cooperate_cancellably(cooperator, iterator, on_stop=iterator.close)
@@ -787,7 +802,11 @@ async def _complete(
     keepalive = KeepAlive(call, svc.clock)
     try:
         try:
-            await assemble(svc.cooperator, sources, fd, fsync=svc.storage.fsync)
+            await assemble(svc.cooperator, sources, fd)
+            if svc.storage.fsync:
+                # Seconds for a large object: on a thread, with its own descriptor
+                # (this one is closed below even if the client goes away meanwhile).
+                await durably(svc.clock, True, _fsync_duplicate, os.dup(fd))
         finally:
             os.close(fd)
         check_write_conditions(svc, call, bucket, key)

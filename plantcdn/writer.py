@@ -12,7 +12,7 @@ import contextlib
 import errno
 import os
 from collections.abc import Callable, Iterator
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorThreads
@@ -24,6 +24,8 @@ from twisted.python.failure import Failure
 from plantcdn.digests import DigestResult, PayloadDigest
 from plantcdn.errors import S3Error
 from plantcdn.storage import Bucket, ObjectMeta, Storage
+
+T = TypeVar("T")
 
 __all__ = [
     "MAX_PUT_SIZE",
@@ -151,13 +153,7 @@ class UploadWriter:
         The result is not cancellable: once the body is complete, the upload
         is published even if its client goes away, as S3 would.
         """
-        if not self.storage.fsync or not IReactorThreads.providedBy(reactor):
-            return maybeDeferred(self.finish, describe)
-        threads: Any = reactor
-        running = deferToThreadPool(threads, threads.getThreadPool(), self.finish, describe)
-        shielded: Deferred[ObjectMeta] = Deferred()
-        running.chainDeferred(shielded)
-        return shielded
+        return durably(reactor, self.storage.fsync, self.finish, describe)
 
     def abort(self) -> None:
         """Forget the upload: nothing of it stays on disk."""
@@ -168,6 +164,25 @@ class UploadWriter:
             self._file.close()
         with contextlib.suppress(OSError):
             self.temp.unlink()
+
+
+def durably(
+    reactor: object, fsync: bool, work: Callable[..., T], *args: object
+) -> Deferred[T]:
+    """``work(*args)``: on the reactor's thread pool when it fsyncs, else inline.
+
+    For disk work that must not stall every other connection while it waits
+    for the disk.  The result is not cancellable: work that has started on a
+    thread finishes (and publishes what it publishes) even if the request's
+    client goes away, as S3 completes a request whose body it has.
+    """
+    if not fsync or not IReactorThreads.providedBy(reactor):
+        return maybeDeferred(work, *args)
+    threads: Any = reactor
+    running = deferToThreadPool(threads, threads.getThreadPool(), work, *args)
+    shielded: Deferred[T] = Deferred()
+    running.chainDeferred(shielded)
+    return shielded
 
 
 class Sink(Protocol):
