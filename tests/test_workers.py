@@ -161,3 +161,45 @@ def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
         return not status.exists() or "zombie" in status.read_text()
 
     assert wait_until(gone, 20)
+
+
+def test_forwarded_access_event_is_written_as_the_parents_own(monkeypatch) -> None:
+    """A worker's access event, sent in its compact form, becomes the same text line
+    (and JSON fields) in the parent's log as an access event of the parent's own."""
+    import io
+    import json
+
+    from twisted.logger import Logger, LogPublisher
+
+    from plantcdn import workers
+    from plantcdn.accesslog import ClassicTextObserver, JsonLinesObserver, log_access
+
+    fields = dict(client="127.0.0.1", method="GET", path="/cdn/company_1/plant_2/a.webp",
+                  operation="CdnGet", status=200, bytes_in=0, bytes_out=65536,
+                  duration_ms=0.42, request_id="-", error_code=None)
+    emitted: list[dict[str, Any]] = []
+    pipe = io.StringIO()
+    publisher = LogPublisher(emitted.append, workers.RecordsForParent(pipe))
+    log_access(**fields, logger=Logger(namespace="plantcdn.access", observer=publisher))
+    original = emitted[0]
+    assert pipe.getvalue().startswith("A{")
+
+    published: list[dict[str, Any]] = []
+    monkeypatch.setattr(workers, "globalLogPublisher", published.append)
+    worker = workers._WorkerProcess(pool=None, index=1)  # type: ignore[arg-type]
+    worker.outReceived(pipe.getvalue().encode())
+    forwarded = published[0]
+    assert forwarded["plantcdn_worker"] == 2
+
+    def text(event: dict[str, Any]) -> str:
+        out = io.StringIO()
+        ClassicTextObserver(out)(event)
+        return out.getvalue()
+
+    def record(event: dict[str, Any]) -> dict[str, Any]:
+        out = io.StringIO()
+        JsonLinesObserver(out)(event)
+        return json.loads(out.getvalue())
+
+    assert text(forwarded) == text(original)
+    assert {k: v for k, v in record(forwarded).items() if k != "worker"} == record(original)
