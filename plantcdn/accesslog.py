@@ -202,16 +202,33 @@ def _open_target() -> Any:
     return out
 
 
+#: The log stream twistd opened through one of the factories below, and its format:
+#: ``--workers`` processes format their lines alike and the parent copies them into
+#: it (see plantcdn.workers).  ``None`` under an operator's ``--logger`` or ``--syslog``.
+_opened: tuple[str, Any] | None = None
+
+
+def opened_log() -> tuple[str, Any] | None:
+    """``(format, stream)`` of the log plantcdn's own observer writes, if it does."""
+    return _opened
+
+
 def json_log_observer() -> JsonLinesObserver:
     """twistd ``--logger`` factory: JSON lines where ``--logfile``/``-n`` say text would go
     (standard output by default, e.g. ``twistd -n --logger plantcdn.accesslog.json_log_observer
     plantcdn``)."""
-    return JsonLinesObserver(_open_target())
+    global _opened
+    out = _open_target()
+    _opened = ("json", out)
+    return JsonLinesObserver(out)
 
 
 def text_log_observer() -> ClassicTextObserver:
     """twistd ``--logger`` factory: twistd's own text format and destination, cheaper."""
-    return ClassicTextObserver(_open_target())
+    global _opened
+    out = _open_target()
+    _opened = ("text", out)
+    return ClassicTextObserver(out)
 
 
 @implementer(ILogObserver)

@@ -41,7 +41,13 @@ from twisted.logger import (
 from zope.interface import implementer
 
 from plantcdn.acceptshare import AcceptBoard, share_accepts
-from plantcdn.accesslog import ACCESS_FIELDS, ACCESS_NAMESPACE
+from plantcdn.accesslog import (
+    ACCESS_FIELDS,
+    ACCESS_NAMESPACE,
+    ClassicTextObserver,
+    JsonLinesObserver,
+    opened_log,
+)
 
 __all__ = ["WorkerPool", "parse_workers", "worker_main"]
 
@@ -71,14 +77,32 @@ _MAX_RECORD = 1024 * 1024
 
 
 class _WorkerProcess(protocol.ProcessProtocol):
-    def __init__(self, pool: WorkerPool, index: int) -> None:
+    """A worker seen from the parent: its log lines arrive on its standard output.
+
+    With *copy_to* (plantcdn's own log stream), the worker formats its lines
+    exactly as the parent would and they are copied in verbatim, complete
+    lines only, many per write; the parent stays the file's one writer, so
+    twistd's rotation still holds.  Without it (an operator's observer), each
+    record is published as an event in the parent's log.
+    """
+
+    def __init__(self, pool: WorkerPool, index: int, copy_to: IO[str] | None = None) -> None:
         self.pool = pool
         self.index = index
+        self.copy_to = copy_to
         self.ended: defer.Deferred[None] = defer.Deferred()
         self._pending = b""
 
     def outReceived(self, data: bytes) -> None:  # noqa: N802
-        """Publish the worker's complete log records in this (the parent's) log."""
+        """Write or publish the worker's complete log records in this (the parent's) log."""
+        if self.copy_to is not None:
+            complete, newline, self._pending = (self._pending + data).rpartition(b"\n")
+            if len(self._pending) > _MAX_RECORD:
+                self._pending = b""
+            if newline:
+                self.copy_to.write(complete.decode("utf-8", "replace") + "\n")
+                self.copy_to.flush()
+            return
         records = (self._pending + data).split(b"\n")
         self._pending = records.pop()
         if len(self._pending) > _MAX_RECORD:
@@ -101,7 +125,8 @@ class _WorkerProcess(protocol.ProcessProtocol):
         globalLogPublisher(event)
 
     def processEnded(self, reason: Any) -> None:
-        self._publish(self._pending)
+        if self._pending:
+            self.outReceived(b"\n")
         self._pending = b""
         self.ended.callback(None)
         self.pool.worker_ended(self, reason)
@@ -157,14 +182,17 @@ class WorkerPool(Service):
         for fd, _ in self.sockets:
             child_fds[fd] = fd
         child_fds[self.board.fd] = self.board.fd
-        worker = _WorkerProcess(self, index)
+        opened = opened_log()
+        log_args = ["--log-format", opened[0]] if opened is not None else []
+        worker = _WorkerProcess(self, index, opened[1] if opened is not None else None)
         env = dict(self.environ)
         env["PLANTCDN_WORKER_INDEX"] = str(index)
         self.reactor.spawnProcess(
             worker,
             sys.executable,
             [sys.executable, "-m", "plantcdn.workers", "--fds", fds, "--data-dir", self.data_dir,
-             "--accept-board", f"{self.board.fd}:{self.count}", "--index", str(index)],
+             "--accept-board", f"{self.board.fd}:{self.count}", "--index", str(index),
+             *log_args],
             env=env,
             childFDs=child_fds,
         )
@@ -266,6 +294,16 @@ def access_event(fields: Mapping[str, Any]) -> dict[str, Any]:
     return event
 
 
+def _observer_for_parent(log_format: str | None, number: int) -> Any:
+    """The worker's log observer: the parent's own format, or records to publish."""
+    if log_format == "text":
+        return ClassicTextObserver(sys.stdout)
+    if log_format == "json":
+        lines = JsonLinesObserver(sys.stdout)
+        return lambda event: lines({**event, "plantcdn_worker": number})
+    return RecordsForParent(sys.stdout)
+
+
 def worker_main(argv: Sequence[str]) -> None:
     """A worker process: the same app over the parent's listening sockets."""
     import argparse
@@ -284,11 +322,14 @@ def worker_main(argv: Sequence[str]) -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--accept-board", default=None)  # FD:SLOTS (plantcdn.acceptshare)
     parser.add_argument("--index", type=int, default=1)
+    parser.add_argument("--log-format", choices=["text", "json"], default=None)
     args = parser.parse_args(argv)
     _exit_with_parent()
-    # Records for the parent to publish (see _WorkerProcess.outReceived), each as it happens.
+    # Lines for the parent to copy or records to publish (see _WorkerProcess), as they happen.
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    globalLogBeginner.beginLoggingTo([RecordsForParent(sys.stdout)], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo(
+        [_observer_for_parent(args.log_format, args.index + 1)], redirectStandardIO=False
+    )
     config = Config.from_environ(os.environ, data_dir=Path(args.data_dir))
     storage = Storage(config)
     ops = Ops(storage, reactor)  # type: ignore[arg-type]

@@ -41,14 +41,16 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
-def _twistd_with_two_workers(tmp_path: Path, logfile: str, **popen: Any) -> subprocess.Popen:
+def _twistd_with_two_workers(
+    tmp_path: Path, logfile: str, log_format: str = "text", **popen: Any
+) -> subprocess.Popen:
     """``twistd -n plantcdn --workers 2`` on a free loopback port, data in *tmp_path*."""
     twistd = str(Path(sys.executable).with_name("twistd"))
     return subprocess.Popen(
         [twistd, "-n", "--pidfile=", f"--logfile={logfile}", "plantcdn", "--workers", "2",
          "--listen", "tcp:0:interface=127.0.0.1", "--data-dir", str(tmp_path)],
         cwd=tmp_path,
-        env=clean_env({"PLANTCDN_FSYNC": "false"}),
+        env=clean_env({"PLANTCDN_FSYNC": "false", "PLANTCDN_LOG_FORMAT": log_format}),
         **popen,
     )
 
@@ -107,11 +109,15 @@ def test_two_workers_serve_uploads_and_reads_and_stop_together(tmp_path: Path) -
             process.wait(10)
 
 
-def test_every_workers_access_lines_land_in_the_one_logfile(tmp_path: Path) -> None:
-    """Workers send their log events to the parent, which writes them to ``--logfile``."""
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_every_workers_access_lines_land_in_the_one_logfile(
+    tmp_path: Path, log_format: str
+) -> None:
+    """Workers send their log lines to the parent, which writes them to ``--logfile``."""
     logfile = tmp_path / "plantcdn.log"
     process = _twistd_with_two_workers(
-        tmp_path, str(logfile), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        tmp_path, str(logfile), log_format,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
         def log_text() -> str:
@@ -134,6 +140,13 @@ def test_every_workers_access_lines_land_in_the_one_logfile(tmp_path: Path) -> N
             list(pool.map(put, range(40)))
         assert wait_until(lambda: log_text().count('" PutObject 200 ') == 40, 15), log_text()
         assert "plantcdn.access" in log_text()
+        if log_format == "json":  # whole records, none torn or interleaved
+            import json
+
+            records = [json.loads(line) for line in log_text().splitlines()]
+            puts = [r for r in records if r.get("operation") == "PutObject"]
+            assert len(puts) == 40
+            assert all(r["status"] == 200 and r["level"] == "info" for r in puts)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
