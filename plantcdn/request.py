@@ -67,6 +67,10 @@ class PlantRequest(Request):
     """A ``twisted.web.server.Request`` with S3-shaped headers and streamed uploads."""
 
     body_sink: BodySink | None = None
+    #: ``(bytes, S3 error code)``: how much of a body Twisted may spool (set by the
+    #: router); a chunked body that passes it is refused as it arrives.
+    spool_limit: tuple[int, str] | None = None
+    _spooled = 0
     answered_early = False
     plantcdn_error_code: str | None = None
     body_complete = False
@@ -113,6 +117,14 @@ class PlantRequest(Request):
             return
         sink = self.body_sink
         if sink is None:
+            limit = self.spool_limit
+            if limit is not None:
+                self._spooled += len(data)
+                if self._spooled > limit[0]:
+                    spooled, self.content = self.content, BytesIO()
+                    spooled.close()  # what was spooled so far is dropped
+                    self._answer_early(None, S3Error(limit[1]))
+                    return
             super().handleContentChunk(data)
             return
         try:

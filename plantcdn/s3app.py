@@ -32,7 +32,7 @@ from plantcdn.sigv4 import RequestParts
 from plantcdn.storage import Storage
 from plantcdn.streaming import StreamedUpload
 from plantcdn.verification import Verifier
-from plantcdn.writer import Sink
+from plantcdn.writer import MAX_PUT_SIZE, Sink
 
 __all__ = ["S3App"]
 
@@ -120,17 +120,18 @@ class S3App:
         a sink that verifies and writes an upload's body as it arrives, or None to
         let Twisted spool the body (requests whose body is small or not an object)."""
         if request.path.startswith((b"/cdn/", OPS_PREFIX.encode("ascii"))):
-            return None
+            return _spool_at_most(request, length, MAX_SPOOLED_BODY, "MaxMessageLengthExceeded")
         request_id, host_id = new_request_ids()
         call = self._parse(request, request_id)
         prepare = STREAMED.get(call.operation)
         if prepare is None:
             request.plantcdn_parsed = (call, host_id)  # type: ignore[attr-defined]
-            if length is not None and length > MAX_SPOOLED_BODY and call.operation != "UploadPart":
-                # An XML body no handler would read past its limit: refuse it from its
-                # Content-Length instead of spooling it to disk first.
-                raise S3Error("MaxMessageLengthExceeded")
-            return None
+            if call.operation == "UploadPart":
+                return _spool_at_most(request, length, MAX_PUT_SIZE, "EntityTooLarge")
+            # An XML body no handler would read past its limit: refuse it from its
+            # Content-Length (or, chunked, as it passes the limit) instead of
+            # spooling it to disk first.
+            return _spool_at_most(request, length, MAX_SPOOLED_BODY, "MaxMessageLengthExceeded")
         stream = StreamedUpload(call, host_id)
         annotate(request, operation=call.operation)
         cors.apply_cors(self.services, call)  # an early refusal carries them too
@@ -263,6 +264,19 @@ class S3App:
             return b""
         request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
         return body
+
+
+def _spool_at_most(request: IRequest, length: int | None, limit: int, code: str) -> None:
+    """Let Twisted spool this body, but never more than *limit* bytes of it.
+
+    A body over *limit* is refused with S3's *code*: from its Content-Length
+    before any of it is read, or, sent chunked, as soon as it passes the limit
+    (see :attr:`plantcdn.request.PlantRequest.spool_limit`).
+    """
+    if length is not None and length > limit:
+        raise S3Error(code)
+    request.spool_limit = (limit, code)  # type: ignore[attr-defined]
+    return None
 
 
 class _FrontDoor(Resource):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import select
 import socket
 import uuid
 from collections.abc import Iterator
@@ -288,3 +289,68 @@ def test_xml_body_far_over_its_limit_is_refused_before_the_body(
     status, body = _exchange(server, head)
     assert status == 400
     assert b"<Code>MaxMessageLengthExceeded</Code>" in body
+
+
+def _chunked_until_answered(
+    server: RunningServer, head: bytes, total: int
+) -> tuple[int, bytes, int]:
+    """Send *head* then a chunked body of up to *total* bytes, 256 KiB a chunk, until the
+    server answers; the status, the answer's body and how many body bytes were sent."""
+    piece = b"x" * (256 * 1024)
+    chunk = b"%x\r\n" % len(piece) + piece + b"\r\n"
+    sent = 0
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head)
+        answer = b""
+        while sent < total and not select.select([sock], [], [], 0)[0]:
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(piece)
+        while b"</Error>" not in answer:
+            more = sock.recv(65536)
+            if not more:
+                break
+            answer += more
+    header, _, body = answer.partition(b"\r\n\r\n")
+    status = int(header.split(b" ", 2)[1]) if header else 0
+    return status, body, sent
+
+
+def _chunked_head(head: bytes) -> bytes:
+    """*head* (from _signed_head) sending its body chunked instead of by length."""
+    lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"content-length")]
+    return b"\r\n".join(lines[:-2]) + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize("operation", ["DeleteObjects", "CompleteMultipartUpload",
+                                       "PutBucketCors"])
+def test_chunked_xml_body_is_refused_as_it_passes_its_limit(
+    server: RunningServer, xml_targets: dict[str, tuple[str, str]], operation: str
+) -> None:
+    """Without a Content-Length to judge, a chunked XML body is cut off once past the
+    limit any handler reads: 400 MaxMessageLengthExceeded, long before 64 MiB are in."""
+    method, target = xml_targets[operation]
+    head = _chunked_head(_signed_head(server, method, target, 0))
+    status, body, sent = _chunked_until_answered(server, head, 64 * MiB)
+    assert status == 400, body[:300]
+    assert b"<Code>MaxMessageLengthExceeded</Code>" in body
+    assert sent < 32 * MiB
+
+
+@pytest.mark.parametrize("method", ["PUT", "POST", "GET"])
+def test_bodies_sent_to_the_cdn_or_ops_paths_are_not_spooled_without_bound(
+    server: RunningServer, method: str
+) -> None:
+    for path in ("/cdn/company_1/plant_1/x.webp", "/_plantcdn/health"):
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+        status, body, sent = _chunked_until_answered(
+            server, head + b"Transfer-Encoding: chunked\r\n\r\n", 64 * MiB
+        )
+        assert status == 400, (path, body[:300])
+        assert b"<Code>MaxMessageLengthExceeded</Code>" in body
+        assert sent < 32 * MiB
+        status, body = _exchange(server, head + b"Content-Length: %d\r\n\r\n" % GiB)
+        assert status == 400
+        assert b"<Code>MaxMessageLengthExceeded</Code>" in body
