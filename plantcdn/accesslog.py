@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import sys
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -23,6 +24,7 @@ from typing import IO, Any
 from twisted.logger import (
     ILogObserver,
     Logger,
+    LogLevel,
     formatEvent,
     formatEventAsClassicLogText,
     formatTime,
@@ -107,21 +109,28 @@ def log_access(
         f'{client} "{method} {path}" {operation} {status} in={bytes_in} out={bytes_out} '
         f"{rounded}ms id={rid}{suffix}"
     )
-    logger.info(
-        "{access_line}",
-        access_line=line,
-        client=client,
-        method=method,
-        path=path,
-        operation=operation,
-        status=status,
-        bytes_in=bytes_in,
-        bytes_out=bytes_out,
-        duration_ms=rounded,
-        request_id=rid,
-        error_code=error_code,
-        plantcdn_access=True,
-    )
+    # The event Logger.info would build, handed to its observer directly: emit()
+    # checks the level against every LogLevel constant first, 7 us of a 9 us call.
+    logger.observer({
+        "access_line": line,
+        "client": client,
+        "method": method,
+        "path": path,
+        "operation": operation,
+        "status": status,
+        "bytes_in": bytes_in,
+        "bytes_out": bytes_out,
+        "duration_ms": rounded,
+        "request_id": rid,
+        "error_code": error_code,
+        "plantcdn_access": True,
+        "log_logger": logger,
+        "log_level": LogLevel.info,
+        "log_namespace": logger.namespace,
+        "log_source": logger.source,
+        "log_format": "{access_line}",
+        "log_time": time.time(),
+    })
 
 
 @implementer(ILogObserver)

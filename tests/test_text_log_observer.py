@@ -55,3 +55,25 @@ def test_the_time_prefix_follows_the_clock_across_seconds() -> None:
 
     ours, theirs = _both(emit)
     assert ours == theirs
+
+
+def test_access_event_is_the_one_logger_info_would_emit() -> None:
+    """log_access skips Logger.emit's level check, not anything an observer sees."""
+    fields = dict(client="10.0.0.7", method="PUT", path="/plantdb-inbox/company_1/plant_2/a",
+                  operation="PutObject", status=403, bytes_in=5, bytes_out=312,
+                  duration_ms=1.25, request_id="8A41935095C7BB1F", error_code="AccessDenied")
+    direct: list[dict] = []
+    logger = Logger(namespace="plantcdn.access", observer=LogPublisher(direct.append))
+    log_access(**fields, logger=logger)  # type: ignore[arg-type]
+    via_info: list[dict] = []
+    reference = Logger(namespace="plantcdn.access", observer=LogPublisher(via_info.append))
+    event = dict(direct[0])
+    reference.info(
+        "{access_line}",
+        **{k: v for k, v in event.items() if not k.startswith("log_")},
+    )
+    expected = dict(via_info[0])
+    for ev in (event, expected):
+        assert abs(ev.pop("log_time") - time.time()) < 5
+        ev.pop("log_logger")
+    assert event == expected
