@@ -208,7 +208,7 @@ async def copy_object(svc: Services, call: S3Call) -> bytes:
         )
         return evolve(copied, tagging=tagging)
 
-    stored = writer.finish(describe)
+    stored = await writer.finish_durably(describe, svc.clock)
     result: list[Node] = [
         ("ETag", stored.etag),
         ("LastModified", iso_timestamp(stored.last_modified)),

@@ -431,10 +431,12 @@ async def upload_part_copy(svc: Services, call: S3Call) -> bytes:
         if piece.remaining:
             writer.abort()
             raise S3Error("InternalError")  # the source shrank under us: never a short part
-        result = writer.seal()
     finally:
         file.close()
-    record = _publish_part(svc, bucket, upload_id, number, writer, result)
+    record = await durably(
+        svc.clock, svc.storage.fsync,
+        lambda: _publish_part(svc, bucket, upload_id, number, writer, writer.seal()),
+    )
     call.set_header("x-amz-server-side-encryption", "AES256")
     return _xml_response(
         call,

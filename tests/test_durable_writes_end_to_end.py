@@ -3,7 +3,8 @@
 fsync'ed commits wait for the disk on the reactor's thread pool (see
 ``plantcdn.writer.durably``); this drives the real daemon in that setting with
 the clients Plant-DB uses: boto3 PutObject, a multipart ``upload_fileobj`` with
-parts in flight together, CopyObject and a browser-style presigned POST.
+parts in flight together, CopyObject, UploadPartCopy and a browser-style
+presigned POST.
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ def test_every_write_kind_lands_whole_with_fsync_on(start_server, tenant: str) -
     s3.copy_object(Bucket=LONGTERM, Key=f"{tenant}/copy.webp",
                    CopySource={"Bucket": LONGTERM, "Key": f"{tenant}/small.webp"})
 
+    upload = s3.create_multipart_upload(Bucket=LONGTERM, Key=f"{tenant}/assembled.webp")
+    part = s3.upload_part_copy(
+        Bucket=LONGTERM, Key=f"{tenant}/assembled.webp", UploadId=upload["UploadId"],
+        PartNumber=1, CopySource={"Bucket": LONGTERM, "Key": f"{tenant}/small.webp"},
+    )
+    s3.complete_multipart_upload(
+        Bucket=LONGTERM, Key=f"{tenant}/assembled.webp", UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["CopyPartResult"]["ETag"]}]},
+    )
+
     signer: Any = boto3.client("s3", endpoint_url=server.url, region_name=REGION,
                                aws_access_key_id=server.access_key,
                                aws_secret_access_key=server.secret_key)
@@ -52,6 +63,7 @@ def test_every_write_kind_lands_whole_with_fsync_on(start_server, tenant: str) -
     assert (longterm / tenant / "small.webp").read_bytes() == small
     assert (longterm / tenant / "big.bin").read_bytes() == big
     assert (longterm / tenant / "copy.webp").read_bytes() == small
+    assert (longterm / tenant / "assembled.webp").read_bytes() == small
     assert (inbox / tenant / "raw.jpg").read_bytes() == small
     assert temp_files(longterm) == temp_files(inbox) == []
     uploads = longterm / ".plantcdn" / "multipart"
