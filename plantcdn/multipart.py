@@ -59,6 +59,7 @@ from plantcdn.objects import (
 )
 from plantcdn.s3shared import owner, send_xml
 from plantcdn.storage import Bucket, ObjectMeta
+from plantcdn.streaming import streamed_sink
 from plantcdn.uploads import (
     MAX_PART_NUMBER,
     PartRecord,
@@ -337,17 +338,26 @@ def _publish_part(
     return record
 
 
-async def upload_part(svc: Services, call: S3Call) -> bytes:
-    """Stream one part (every PutObject payload mode) into the upload."""
-    number = _part_number(call)
-    key = call.key
+def prepare_part(svc: Services, call: S3Call) -> PartWriter:
+    """Every check UploadPart makes before reading a byte of the body, then its writer."""
+    _part_number(call)
     bucket = svc.bucket(call)
-    upload_id = _upload_id(call)
-    state = _store(svc).load(bucket, upload_id, key)
+    state = _store(svc).load(bucket, _upload_id(call), call.key)
     declared_length(call)
     digest, decoder = _part_digest(call, state.checksum_algorithm)
-    writer = PartWriter(svc.storage, bucket, key, digest=digest, decoder=decoder)
-    await pump_file(call.request.content, writer, svc.cooperator)
+    return PartWriter(svc.storage, bucket, call.key, digest=digest, decoder=decoder)
+
+
+async def upload_part(svc: Services, call: S3Call) -> bytes:
+    """One part (every PutObject payload mode), streamed into the upload as it arrived
+    (see plantcdn.streaming), or from Twisted's spool."""
+    writer: PartWriter | None = streamed_sink(call)
+    if writer is None:
+        writer = prepare_part(svc, call)
+        await pump_file(call.request.content, writer, svc.cooperator)
+    number = _part_number(call)
+    bucket = svc.bucket(call)
+    upload_id = _upload_id(call)
     # Sealing fsyncs the part and publishing its record fsyncs twice more: with
     # fsync on, that waits for the disk on a thread, not in the reactor.
     record = await durably(

@@ -32,7 +32,7 @@ from plantcdn.sigv4 import RequestParts
 from plantcdn.storage import Storage
 from plantcdn.streaming import StreamedUpload
 from plantcdn.verification import Verifier
-from plantcdn.writer import MAX_PUT_SIZE, Sink
+from plantcdn.writer import Sink
 
 __all__ = ["S3App"]
 
@@ -44,6 +44,7 @@ ALL_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH"]
 STREAMED: dict[str, Callable[[Services, S3Call], Sink]] = {
     "PutObject": lambda svc, call: objects.prepare_put(svc, call),
     "PostObject": lambda svc, call: postobject.start_post(svc, call),
+    "UploadPart": lambda svc, call: multipart.prepare_part(svc, call),
 }
 
 #: The largest body a request other than an upload may announce: the biggest XML
@@ -126,8 +127,6 @@ class S3App:
         prepare = STREAMED.get(call.operation)
         if prepare is None:
             request.plantcdn_parsed = (call, host_id)  # type: ignore[attr-defined]
-            if call.operation == "UploadPart":
-                return _spool_at_most(request, length, MAX_PUT_SIZE, "EntityTooLarge")
             # An XML body no handler would read past its limit: refuse it from its
             # Content-Length (or, chunked, as it passes the limit) instead of
             # spooling it to disk first.

@@ -1,6 +1,6 @@
 """Uploads written as they arrive: the app's side of :class:`~plantcdn.request.PlantRequest`.
 
-When the headers of a PutObject or POST Object request are in, the app
+When the headers of a PutObject, UploadPart or POST Object request are in, the app
 verifies everything it can (signature, bucket, key, headers) and returns a
 :class:`StreamedUpload` whose inner sink -- an
 :class:`~plantcdn.writer.UploadWriter` or a

@@ -91,3 +91,53 @@ def test_client_that_disconnects_mid_body_leaves_nothing_behind(
     sock.close()
     assert wait_until(lambda: temp_files(server.bucket_dir(INBOX)) == [], timeout=5)
     assert not (server.bucket_dir(INBOX) / tenant / "cut.bin").exists()
+
+
+def test_upload_part_with_a_bad_signature_is_refused_before_its_body(
+    server: RunningServer, tenant: str
+) -> None:
+    """UploadPart streams like PutObject: the 403 answers the head (boto3's
+    Expect: 100-continue gets it instead of a 100), no part is kept."""
+    s3: Any = server.client()
+    key = f"{tenant}/parts.bin"
+    upload_id = s3.create_multipart_upload(Bucket=INBOX, Key=key)["UploadId"]
+    bad: Any = server.client(secret_key="not-the-secret")
+    with pytest.raises(ClientError) as info:
+        bad.upload_part(Bucket=INBOX, Key=key, UploadId=upload_id, PartNumber=1,
+                        Body=b"p" * (6 * MiB))
+    assert info.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    assert s3.list_parts(Bucket=INBOX, Key=key, UploadId=upload_id).get("Parts", []) == []
+    part = s3.upload_part(Bucket=INBOX, Key=key, UploadId=upload_id, PartNumber=1,
+                          Body=b"q" * (6 * MiB))
+    s3.complete_multipart_upload(
+        Bucket=INBOX, Key=key, UploadId=upload_id,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    assert (server.bucket_dir(INBOX) / key).read_bytes() == b"q" * (6 * MiB)
+    assert wait_until(lambda: temp_files(server.bucket_dir(INBOX)) == [])
+
+
+def test_unsigned_upload_part_gets_its_refusal_instead_of_100_continue(
+    server: RunningServer, tenant: str
+) -> None:
+    """The refusal answers the head: the client never sends the 6 MiB it announced."""
+    s3: Any = server.client()
+    key = f"{tenant}/raw-parts.bin"
+    upload_id = s3.create_multipart_upload(Bucket=INBOX, Key=key)["UploadId"]
+    head = (
+        f"PUT /{INBOX}/{key}?partNumber=1&uploadId={upload_id} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{server.port}\r\nContent-Length: {6 * MiB}\r\n"
+        "Expect: 100-continue\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head)
+        answer = b""
+        while b"</Error>" not in answer:
+            more = sock.recv(65536)
+            if not more:
+                break
+            answer += more
+    assert answer.startswith(b"HTTP/1.1 403 ")
+    assert b"<Code>AccessDenied</Code>" in answer
+    assert s3.list_parts(Bucket=INBOX, Key=key, UploadId=upload_id).get("Parts", []) == []
+    s3.abort_multipart_upload(Bucket=INBOX, Key=key, UploadId=upload_id)
