@@ -19,7 +19,6 @@ with every field, rather than on whatever terminal started the parent.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -30,24 +29,10 @@ from typing import IO, Any
 from twisted.application.service import Service
 from twisted.internet import defer, protocol
 from twisted.internet.interfaces import IListeningPort
-from twisted.logger import (
-    ILogObserver,
-    Logger,
-    LogLevel,
-    eventFromJSON,
-    globalLogPublisher,
-    jsonFileLogObserver,
-)
-from zope.interface import implementer
+from twisted.logger import Logger, eventFromJSON, globalLogPublisher, jsonFileLogObserver
 
 from plantcdn.acceptshare import AcceptBoard, share_accepts
-from plantcdn.accesslog import (
-    ACCESS_FIELDS,
-    ACCESS_NAMESPACE,
-    ClassicTextObserver,
-    JsonLinesObserver,
-    opened_log,
-)
+from plantcdn.accesslog import ClassicTextObserver, JsonLinesObserver, opened_log
 
 __all__ = ["WorkerPool", "parse_workers", "worker_main"]
 
@@ -69,9 +54,6 @@ def parse_workers(text: str) -> int:
 
 #: ``jsonFileLogObserver`` writes RS, one line of JSON, LF (RFC 7464 JSON text sequences).
 _RECORD_START = b"\x1e"
-#: An access event travels as this mark and a small JSON object of its fields:
-#: Twisted's full event JSON cost the worker and the parent ~65 us per request.
-_ACCESS_MARK = "A"
 #: A worker's half-written record is kept up to this size, then dropped.
 _MAX_RECORD = 1024 * 1024
 
@@ -111,16 +93,13 @@ class _WorkerProcess(protocol.ProcessProtocol):
             self._publish(record)
 
     def _publish(self, record: bytes) -> None:
-        text = record.strip().lstrip(_RECORD_START).decode("utf-8", "replace")
+        text = record.strip().lstrip(_RECORD_START)
         if not text:
             return
         try:
-            if text.startswith(_ACCESS_MARK):
-                event = access_event(json.loads(text[len(_ACCESS_MARK):]))
-            else:
-                event = eventFromJSON(text)
-        except (ValueError, TypeError, AttributeError):
-            event = {"log_format": "{line}", "line": text}
+            event = eventFromJSON(text.decode("utf-8", "replace"))
+        except ValueError:
+            event = {"log_format": "{line}", "line": text.decode("utf-8", "replace")}
         event["plantcdn_worker"] = self.index + 1
         globalLogPublisher(event)
 
@@ -256,52 +235,15 @@ def _exit_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-@implementer(ILogObserver)
-class RecordsForParent:
-    """A worker's log, one line per event, for :class:`_WorkerProcess` to publish.
-
-    Access events (one per request) carry only their fields; any other event
-    is Twisted's JSON (``jsonFileLogObserver``), failures included.
-    """
-
-    def __init__(self, out: IO[str]) -> None:
-        self.out = out
-        self._other = jsonFileLogObserver(out)
-
-    def __call__(self, event: Mapping[str, Any]) -> None:
-        if event.get("plantcdn_access") and "log_failure" not in event:
-            fields = {name: event.get(name) for name in (*ACCESS_FIELDS, *_ACCESS_EXTRA)}
-            self.out.write(f"{_ACCESS_MARK}{json.dumps(fields, default=str)}\n")
-        else:
-            self._other(event)
-
-
-_ACCESS_EXTRA = ("access_line", "log_time")
-
-
-def access_event(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The event :func:`plantcdn.accesslog.log_access` emitted, from its forwarded fields."""
-    if not isinstance(fields.get("access_line"), str):
-        raise ValueError("not an access record")
-    event = {name: fields.get(name) for name in (*ACCESS_FIELDS, *_ACCESS_EXTRA)}
-    event.update(
-        log_format="{access_line}",
-        log_level=LogLevel.info,
-        log_namespace=ACCESS_NAMESPACE,
-        log_source=None,
-        plantcdn_access=True,
-    )
-    return event
-
-
-def _observer_for_parent(log_format: str | None, number: int) -> Any:
-    """The worker's log observer: the parent's own format, or records to publish."""
+def _observer_for_parent(log_format: str | None, number: int, out: IO[str]) -> Any:
+    """The worker's log observer: the parent's own format, or Twisted's event JSON for
+    the parent to publish (under an operator's ``--logger`` or ``--syslog``)."""
     if log_format == "text":
-        return ClassicTextObserver(sys.stdout)
+        return ClassicTextObserver(out)
     if log_format == "json":
-        lines = JsonLinesObserver(sys.stdout)
+        lines = JsonLinesObserver(out)
         return lambda event: lines({**event, "plantcdn_worker": number})
-    return RecordsForParent(sys.stdout)
+    return jsonFileLogObserver(out)
 
 
 def worker_main(argv: Sequence[str]) -> None:
@@ -328,7 +270,8 @@ def worker_main(argv: Sequence[str]) -> None:
     # Lines for the parent to copy or records to publish (see _WorkerProcess), as they happen.
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     globalLogBeginner.beginLoggingTo(
-        [_observer_for_parent(args.log_format, args.index + 1)], redirectStandardIO=False
+        [_observer_for_parent(args.log_format, args.index + 1, sys.stdout)],
+        redirectStandardIO=False,
     )
     config = Config.from_environ(os.environ, data_dir=Path(args.data_dir))
     storage = Storage(config)

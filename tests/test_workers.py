@@ -177,8 +177,9 @@ def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
 
 
 def test_forwarded_access_event_is_written_as_the_parents_own(monkeypatch) -> None:
-    """A worker's access event, sent in its compact form, becomes the same text line
-    (and JSON fields) in the parent's log as an access event of the parent's own."""
+    """Under an operator's observer, a worker's access event, sent as Twisted's event
+    JSON, becomes the same text line (and JSON fields) in the parent's log as an
+    access event of the parent's own."""
     import io
     import json
 
@@ -192,10 +193,10 @@ def test_forwarded_access_event_is_written_as_the_parents_own(monkeypatch) -> No
                   duration_ms=0.42, request_id="-", error_code=None)
     emitted: list[dict[str, Any]] = []
     pipe = io.StringIO()
-    publisher = LogPublisher(emitted.append, workers.RecordsForParent(pipe))
+    publisher = LogPublisher(emitted.append, workers._observer_for_parent(None, 2, pipe))
     log_access(**fields, logger=Logger(namespace="plantcdn.access", observer=publisher))
     original = emitted[0]
-    assert pipe.getvalue().startswith("A{")
+    assert pipe.getvalue().startswith("\x1e{")
 
     published: list[dict[str, Any]] = []
     monkeypatch.setattr(workers, "globalLogPublisher", published.append)
