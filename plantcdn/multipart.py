@@ -338,6 +338,20 @@ def _publish_part(
     return record
 
 
+def _seal_and_publish(
+    svc: Services, bucket: Bucket, upload_id: str, number: int, writer: PartWriter
+) -> Deferred[PartRecord]:
+    """Verify the part's body and publish it into the upload.
+
+    Sealing fsyncs the part and publishing its record fsyncs twice more: with
+    fsync on, that waits for the disk on a thread, not in the reactor.
+    """
+    return durably(
+        svc.clock, svc.storage.fsync,
+        lambda: _publish_part(svc, bucket, upload_id, number, writer, writer.seal()),
+    )
+
+
 def prepare_part(svc: Services, call: S3Call) -> PartWriter:
     """Every check UploadPart makes before reading a byte of the body, then its writer."""
     _part_number(call)
@@ -358,12 +372,7 @@ async def upload_part(svc: Services, call: S3Call) -> bytes:
     number = _part_number(call)
     bucket = svc.bucket(call)
     upload_id = _upload_id(call)
-    # Sealing fsyncs the part and publishing its record fsyncs twice more: with
-    # fsync on, that waits for the disk on a thread, not in the reactor.
-    record = await durably(
-        svc.clock, svc.storage.fsync,
-        lambda: _publish_part(svc, bucket, upload_id, number, writer, writer.seal()),
-    )
+    record = await _seal_and_publish(svc, bucket, upload_id, number, writer)
     call.set_header("ETag", record.etag)
     _set_checksum_headers(call, record.checksums)
     call.set_header("x-amz-server-side-encryption", "AES256")
@@ -443,10 +452,7 @@ async def upload_part_copy(svc: Services, call: S3Call) -> bytes:
             raise S3Error("InternalError")  # the source shrank under us: never a short part
     finally:
         file.close()
-    record = await durably(
-        svc.clock, svc.storage.fsync,
-        lambda: _publish_part(svc, bucket, upload_id, number, writer, writer.seal()),
-    )
+    record = await _seal_and_publish(svc, bucket, upload_id, number, writer)
     call.set_header("x-amz-server-side-encryption", "AES256")
     return _xml_response(
         call,
