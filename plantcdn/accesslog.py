@@ -222,22 +222,24 @@ def opened_log() -> tuple[str, Any] | None:
     return _opened
 
 
+def _open_as(log_format: str) -> Any:
+    """The log target, opened and remembered for :func:`opened_log`."""
+    global _opened
+    out = _open_target()
+    _opened = (log_format, out)
+    return out
+
+
 def json_log_observer() -> JsonLinesObserver:
     """twistd ``--logger`` factory: JSON lines where ``--logfile``/``-n`` say text would go
     (standard output by default, e.g. ``twistd -n --logger plantcdn.accesslog.json_log_observer
     plantcdn``)."""
-    global _opened
-    out = _open_target()
-    _opened = ("json", out)
-    return JsonLinesObserver(out)
+    return JsonLinesObserver(_open_as("json"))
 
 
 def text_log_observer() -> ClassicTextObserver:
     """twistd ``--logger`` factory: twistd's own text format and destination, cheaper."""
-    global _opened
-    out = _open_target()
-    _opened = ("text", out)
-    return ClassicTextObserver(out)
+    return ClassicTextObserver(_open_as("text"))
 
 
 @implementer(ILogObserver)
