@@ -4,15 +4,19 @@ Usage (from the repository root, after ``bash scripts/test.sh`` made ``.venv``):
 
     .venv/bin/python bench/run.py            # full run (1 GiB uploads), a few minutes
     .venv/bin/python bench/run.py --quick    # small sizes, ~1 minute
-    .venv/bin/python bench/run.py --refs     # also nginx (and moto if installed) side by side
+    .venv/bin/python bench/run.py --refs     # also nginx, s3rver and moto, taking turns
 
 Load for small requests comes from ``wrk`` (Debian package ``wrk``) replaying
 pre-signed requests from a Lua script, so the client is not the bottleneck;
-large transfers use a streaming Python client.  Every scenario is run
-``--runs`` times and the median is reported, with the server's peak RSS
-(VmHWM, reset between scenarios) and CPU seconds, and the status mix: a run
-with any unexpected status is marked as not a result.  Results are written to
-``bench/results/latest.json`` and ``latest.md``.
+large transfers use a streaming Python client.  All servers (plantcdn, its
+``--workers`` and fsync=true variants, and with ``--refs`` nginx, s3rver and
+moto) stay up for the whole run, and each scenario is measured in ``--runs``
+rounds in which the servers take turns, back to back, the order reversed
+every other round; ratios are the median of the rounds' ratios, so a slow
+minute of a noisy machine falls on both sides of each.  Each server's median
+is reported with its peak RSS (VmHWM, reset before each run), CPU seconds and
+status mix: a run with any unexpected status is marked as not a result.
+Results are written to ``bench/results/latest.json`` and ``latest.md``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +61,9 @@ KiB = 1024
 #: Distinct keys the 64 KiB PUT scenario cycles through (one pre-signed request each).
 PUT_KEYS = 2000
 MiB = 1024 * KiB
+#: The 64 KiB object the GET scenarios read.
+SMALL_KEY = "company_1/plant_1/bench64k.webp"
+FSYNC_LABEL = "plantcdn fsync=true"
 
 
 # -- the server under test -----------------------------------------------------------
@@ -130,6 +139,7 @@ class Daemon(ProcReadings):
                 "--listen", "tcp:0:interface=127.0.0.1", "--data-dir", str(data)]
         if workers:
             args += ["--workers", str(workers)]
+        self.data = data
         self.process = subprocess.Popen(args, cwd=data, env=env)
         self.port = 0
         deadline = time.monotonic() + 30
@@ -318,7 +328,8 @@ def big_cdn_get(daemon: Daemon, size: int) -> dict[str, Any]:
 
 def big_post(daemon: Daemon, size: int) -> dict[str, Any]:
     """One presigned POST of *size* bytes, the multipart body streamed by the client."""
-    post = client(daemon.url).generate_presigned_post(
+    keys = (daemon.access_key, daemon.secret_key)
+    post = client(daemon.url, keys).generate_presigned_post(
         INBOX, f"company_1/plant_1/post-{size}.bin",
         Conditions=[["content-length-range", 0, size]],
     )
@@ -446,48 +457,101 @@ def ok_statuses(result: dict[str, Any], expected: int) -> bool:
     return result["non_2xx"] == 0 and result["errors"] == 0 and result["requests"] > 0
 
 
-def run_small(daemon: Any, data: Path, args: argparse.Namespace,
-              label: str, full: bool = True, put_only: bool = False) -> dict[str, Any]:
-    """64 KiB PUT (SigV4, real payload hash), GET via /cdn and via GetObject."""
-    body = (b"0123456789abcdef" * 4096)[: 64 * KiB]
-    body_file = data / "body64k.bin"
-    body_file.write_bytes(body)
-    key = "company_1/plant_1/bench64k.webp"
-    put_url = f"{daemon.url}/{LONGTERM}/{key}"
-    keys = (daemon.access_key, daemon.secret_key)
+@dataclass
+class Contender:
+    """One server of the run and what its small-request scenarios replay (seeded once)."""
+
+    label: str
+    server: Any  # Daemon, RefServer or Nginx: url, port, key pair and /proc readings
+    put_requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    get_url: str = ""
+
+
+def seeded(label: str, server: Any, body: bytes) -> Contender:
+    """Store the 64 KiB object the GETs read and pre-sign the PUTs, as *server*'s client."""
+    keys = (server.access_key, server.secret_key)
     # Each replayed PUT names its own key (as uploads do), signed beforehand.
     put_requests = [
         (f"/{LONGTERM}/company_1/plant_1/bench-{i}.webp",
-         signed_put(f"{daemon.url}/{LONGTERM}/company_1/plant_1/bench-{i}.webp", body,
+         signed_put(f"{server.url}/{LONGTERM}/company_1/plant_1/bench-{i}.webp", body,
                     {"Content-Type": "image/webp"}, keys=keys))
         for i in range(PUT_KEYS)
     ]
-    s3 = client(daemon.url, keys)
-    s3.put_object(Bucket=LONGTERM, Key=key, Body=body, ContentType="image/webp")
-    get_url = s3.generate_presigned_url("get_object", Params={"Bucket": LONGTERM, "Key": key})
-    out: dict[str, Any] = {}
-    scenarios: list[tuple[str, Callable[[], dict[str, Any]], int]] = [
-        (f"PUT 64 KiB SigV4 c{args.connections}", lambda: wrk(
-            put_url, method="PUT", body_file=body_file, requests=put_requests,
-            connections=args.connections, seconds=args.seconds), 200),
-        ("PUT 64 KiB SigV4 c64", lambda: wrk(
-            put_url, method="PUT", body_file=body_file, requests=put_requests,
-            connections=64, seconds=args.seconds), 200),
-        (f"GET 64 KiB /cdn c{args.connections}", lambda: wrk(
-            f"{daemon.url}/cdn/{key}", connections=args.connections, seconds=args.seconds), 200),
-        ("GET 64 KiB /cdn c64", lambda: wrk(
-            f"{daemon.url}/cdn/{key}", connections=64, seconds=args.seconds), 200),
-        (f"GET 64 KiB GetObject c{args.connections}", lambda: wrk(
-            get_url, connections=args.connections, seconds=args.seconds), 200),
+    s3 = client(server.url, keys)
+    s3.put_object(Bucket=LONGTERM, Key=SMALL_KEY, Body=body, ContentType="image/webp")
+    get_url = s3.generate_presigned_url("get_object",
+                                        Params={"Bucket": LONGTERM, "Key": SMALL_KEY})
+    return Contender(label, server, put_requests, get_url)
+
+
+def warm_up(k: Contender, body_file: Path) -> None:
+    """A second of each small request before anything is measured, so no server's
+    first measured run also pays for its warm-up (node's JIT, plantcdn's caches)."""
+    if k.put_requests:
+        wrk(f"{k.server.url}/{LONGTERM}/{SMALL_KEY}", method="PUT", body_file=body_file,
+            requests=k.put_requests, seconds=1)
+        wrk(k.get_url, seconds=1)
+    if not isinstance(k.server, RefServer):  # plantcdn and nginx serve /cdn
+        wrk(f"{k.server.url}/cdn/{SMALL_KEY}", seconds=1)
+
+
+@dataclass
+class Scenario:
+    """One measurement, run in turn against each of *labels* that this run started."""
+
+    name: str
+    labels: list[str]
+    run: Callable[[Contender], dict[str, Any]]
+    expected: int = 200
+    metric: str = "rps"
+    large: bool = False
+
+
+def scenarios(args: argparse.Namespace, body_file: Path, scratch: Path) -> list[Scenario]:
+    c, seconds = args.connections, args.seconds
+    size, mib = args.large_mib * MiB, args.large_mib
+    plant, workers, durable = "plantcdn", f"plantcdn --workers {args.workers}", FSYNC_LABEL
+
+    def put(conns: int) -> Callable[[Contender], dict[str, Any]]:
+        return lambda k: wrk(f"{k.server.url}/{LONGTERM}/{SMALL_KEY}", method="PUT",
+                             body_file=body_file, requests=k.put_requests,
+                             connections=conns, seconds=seconds)
+
+    def cdn(conns: int) -> Callable[[Contender], dict[str, Any]]:
+        return lambda k: wrk(f"{k.server.url}/cdn/{SMALL_KEY}", connections=conns,
+                             seconds=seconds)
+
+    return [
+        Scenario(f"PUT 64 KiB SigV4 c{c}", [plant, workers, durable, "s3rver", "moto"], put(c)),
+        Scenario("PUT 64 KiB SigV4 c64", [plant, workers, "s3rver"], put(64)),
+        Scenario(f"GET 64 KiB /cdn c{c}", [plant, workers, "nginx"], cdn(c)),
+        Scenario("GET 64 KiB /cdn c64", [plant, workers, "nginx"], cdn(64)),
+        Scenario(f"GET 64 KiB GetObject c{c}", [plant, workers, "s3rver", "moto"],
+                 lambda k: wrk(k.get_url, connections=c, seconds=seconds)),
+        Scenario(f"PutObject {mib} MiB", [plant, "s3rver", "moto"],
+                 lambda k: big_put(k.server, size), metric="mb_s", large=True),
+        Scenario(f"GET {mib} MiB via /cdn", [plant, "nginx"],
+                 lambda k: big_cdn_get(k.server, size), metric="mb_s", large=True),
+        Scenario(f"presigned POST {mib} MiB", [plant, "s3rver"],
+                 lambda k: big_post(k.server, size), expected=204, metric="mb_s", large=True),
+        Scenario(f"multipart upload_file {mib} MiB", [plant],
+                 lambda k: multipart_upload(k.server, size, scratch), metric="mb_s",
+                 large=True),
     ]
-    if not full:  # references: the PUT and GetObject figures the ratios need
-        scenarios = [scenarios[0], scenarios[4]]
-    if put_only:  # the cost of PLANTCDN_FSYNC=true
-        scenarios = [scenarios[0]]
-    for name, fn, expected in scenarios:
-        runs = [measured(daemon, fn) for _ in range(args.runs)]
-        out[f"{label}: {name}"] = summarize(runs, expected, "rps")
-    return out
+
+
+def run_scenario(scenario: Scenario, contenders: dict[str, Contender],
+                 runs: int) -> dict[str, Any]:
+    """*runs* rounds of the scenario, one run per server each round, the order reversed
+    every other round: servers are measured back to back, so a slow minute of a noisy
+    machine falls on all of them, and run i of one pairs with run i of another."""
+    present = [contenders[label] for label in scenario.labels if label in contenders]
+    per: dict[str, list[dict[str, Any]]] = {k.label: [] for k in present}
+    for round_ in range(runs):
+        for k in present if round_ % 2 == 0 else present[::-1]:
+            per[k.label].append(measured(k.server, lambda k=k: scenario.run(k)))
+    return {f"{label}: {scenario.name}": summarize(rs, scenario.expected, scenario.metric)
+            for label, rs in per.items()}
 
 
 def summarize(runs: list[dict[str, Any]], expected: int, metric: str) -> dict[str, Any]:
@@ -504,52 +568,49 @@ def summarize(runs: list[dict[str, Any]], expected: int, metric: str) -> dict[st
     return summary
 
 
-def nginx_reference(folder: Path, args: argparse.Namespace) -> dict[str, Any] | None:
-    """nginx serving the same long-term folder: the ceiling /cdn is compared with."""
-    if shutil.which("nginx") is None:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
+def paired_ratios(a: dict[str, Any], b: dict[str, Any]) -> list[float]:
+    """Run i of *a* over run i of *b*, round by round (they ran back to back)."""
+    metric = "rps" if "rps" in a else "mb_s"
+    return [x[metric] / y[metric] for x, y in zip(a["runs"], b["runs"], strict=True)]
+
+
+class Nginx(ProcReadings):
+    """nginx serving plantcdn's long-term folder under /cdn/: the ceiling for /cdn."""
+
+    def __init__(self, folder: Path, scratch: Path) -> None:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        self.port = sock.getsockname()[1]
         sock.close()
-        conf = Path(tmp) / "nginx.conf"
+        conf = scratch / "nginx.conf"
         conf.write_text(
             ("user root;\n" if os.geteuid() == 0 else "")
-            + f"worker_processes 1; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/error.log;\n"
+            + f"worker_processes 1; daemon off; pid {scratch}/nginx.pid; "
+            f"error_log {scratch}/error.log;\n"
             "events { worker_connections 1024; }\n"
-            f"http {{ access_log off; client_body_temp_path {tmp}; proxy_temp_path {tmp};\n"
-            f"  fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp};\n"
-            f"  server {{ listen 127.0.0.1:{port}; location /cdn/ {{ alias {folder}/; }} }} }}\n"
+            f"http {{ access_log off; client_body_temp_path {scratch}; "
+            f"proxy_temp_path {scratch};\n"
+            f"  fastcgi_temp_path {scratch}; uwsgi_temp_path {scratch}; "
+            f"scgi_temp_path {scratch};\n"
+            f"  server {{ listen 127.0.0.1:{self.port}; "
+            f"location /cdn/ {{ alias {folder}/; }} }} }}\n"
         )
-        proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", tmp])
+        self.process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(scratch)])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.access_key = self.secret_key = ""
         time.sleep(0.5)
-        try:
-            url = f"http://127.0.0.1:{port}/cdn/company_1/plant_1/bench64k.webp"
-            out = {}
-            for conns in (args.connections, 64):
-                runs = [wrk(url, connections=conns, seconds=args.seconds) for _ in range(args.runs)]
-                for r in runs:
-                    r.update(peak_rss_mib=0.0, cpu_s=0.0)
-                out[f"nginx: GET 64 KiB c{conns}"] = summarize(runs, 200, "rps")
-            return out
-        finally:
-            proc.terminate()
-            proc.wait(10)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
 
 
-def run_large_refs(server: Any, args: argparse.Namespace, label: str) -> dict[str, Any]:
-    size = args.large_mib * MiB
-    runs = [measured(server, lambda: big_put(server, size)) for _ in range(args.large_runs)]
-    return {f"{label}: PutObject {args.large_mib} MiB": summarize(runs, 200, "mb_s")}
-
-
-def run_references(data: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """moto and s3rver, the S3 stand-ins people use instead, measured the same way."""
+def start_references(stack: ExitStack, data: Path, body: bytes) -> dict[str, Contender]:
+    """moto and s3rver, the S3 stand-ins people use instead, each seeded like plantcdn."""
     import refs
 
     available = refs.prepare()
-    out: dict[str, Any] = {}
+    out: dict[str, Contender] = {}
     for name in ("s3rver", "moto"):
         if not available.get(name):
             print(f"{name} is not available; skipped", file=sys.stderr)
@@ -559,41 +620,54 @@ def run_references(data: Path, args: argparse.Namespace) -> dict[str, Any]:
         ref = (refs.start_s3rver([LONGTERM, INBOX], folder) if name == "s3rver"
                else refs.start_moto([LONGTERM, INBOX]))
         server = RefServer(ref)
-        try:
-            out.update(run_small(server, data, args, name, full=False))
-            out.update(run_large_refs(server, args, name))
-        finally:
-            server.stop()
+        stack.callback(server.stop)
+        out[name] = seeded(name, server, body)
     return out
 
 
-def run_large(daemon: Daemon, data: Path, args: argparse.Namespace) -> dict[str, Any]:
-    size = args.large_mib * MiB
+def run_plantcdn_only(daemon: Daemon, args: argparse.Namespace) -> dict[str, Any]:
+    """What has no reference: the early cut-off of an oversize POST and a long listing."""
     out: dict[str, Any] = {}
-    for name, fn in [
-        (f"PutObject {args.large_mib} MiB", lambda: big_put(daemon, size)),
-        (f"GET {args.large_mib} MiB via /cdn", lambda: big_cdn_get(daemon, size)),
-        (f"presigned POST {args.large_mib} MiB", lambda: big_post(daemon, size)),
-        (f"multipart upload_file {args.large_mib} MiB",
-         lambda: multipart_upload(daemon, size, data)),
-    ]:
-        runs = [measured(daemon, fn) for _ in range(args.large_runs)]
-        expected = 204 if "POST" in name else 200
-        out[name] = summarize(runs, expected, "mb_s")
     runs = [measured(daemon, lambda: oversize_post_consumed(daemon, 200 * MiB, 10 * MiB))]
-    out["POST 200 MiB vs 10 MiB content-length-range"] = {
+    out["plantcdn: POST 200 MiB vs 10 MiB content-length-range"] = {
         "runs": runs, "valid": runs[0]["status"] == 400,
         "sent_mib": round(runs[0]["sent_mib"], 1), "peak_rss_mib": runs[0]["peak_rss_mib"],
         "cpu_s": runs[0]["cpu_s"],
     }
-    runs = [measured(daemon, lambda: list_10k(daemon, data, args.list_keys))]
-    out[f"ListObjectsV2 over {args.list_keys} keys"] = summarize(runs, 200, "seconds")
+    runs = [measured(daemon, lambda: list_10k(daemon, daemon.data, args.list_keys))]
+    out[f"plantcdn: ListObjectsV2 over {args.list_keys} keys"] = summarize(runs, 200, "seconds")
     return out
+
+
+def ratio_rows(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
+    c, mib, w = args.connections, args.large_mib, f"plantcdn --workers {args.workers}"
+    return {
+        "/cdn GET vs nginx (c64)": ("plantcdn: GET 64 KiB /cdn c64", "nginx: GET 64 KiB /cdn c64"),
+        f"/cdn GET --workers {args.workers} vs nginx (c64)": (
+            f"{w}: GET 64 KiB /cdn c64", "nginx: GET 64 KiB /cdn c64"),
+        f"PUT 64 KiB vs s3rver (c{c})": (f"plantcdn: PUT 64 KiB SigV4 c{c}",
+                                         f"s3rver: PUT 64 KiB SigV4 c{c}"),
+        f"PUT 64 KiB vs moto (c{c})": (f"plantcdn: PUT 64 KiB SigV4 c{c}",
+                                       f"moto: PUT 64 KiB SigV4 c{c}"),
+        f"PUT 64 KiB fsync=true vs fsync=false (c{c})": (
+            f"{FSYNC_LABEL}: PUT 64 KiB SigV4 c{c}", f"plantcdn: PUT 64 KiB SigV4 c{c}"),
+        f"GetObject 64 KiB vs s3rver (c{c})": (f"plantcdn: GET 64 KiB GetObject c{c}",
+                                               f"s3rver: GET 64 KiB GetObject c{c}"),
+        f"PutObject {mib} MiB vs s3rver": (f"plantcdn: PutObject {mib} MiB",
+                                           f"s3rver: PutObject {mib} MiB"),
+        f"PutObject {mib} MiB vs moto": (f"plantcdn: PutObject {mib} MiB",
+                                         f"moto: PutObject {mib} MiB"),
+        f"presigned POST {mib} MiB vs s3rver": (f"plantcdn: presigned POST {mib} MiB",
+                                                f"s3rver: presigned POST {mib} MiB"),
+        f"GET {mib} MiB via /cdn vs nginx": (f"plantcdn: GET {mib} MiB via /cdn",
+                                             f"nginx: GET {mib} MiB via /cdn"),
+    }
 
 
 def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [f"Benchmark of plantcdn {meta['when']} on {meta['cpus']} cores "
-             f"(median of {meta['runs']} runs; load generator on the same machine).", "",
+             f"(median of {meta['runs']} runs, {meta['large_runs']} for the large transfers, "
+             "servers taking turns; load generator on the same machine).", "",
              "| scenario | result | p50 ms | p99 ms | peak RSS MiB | CPU s | valid |",
              "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
@@ -607,29 +681,25 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
             value = f"{r.get('seconds', 0):.2f} s"
         lines.append(f"| {name} | {value} | {r.get('p50_ms', '')} | {r.get('p99_ms', '')} | "
                      f"{r['peak_rss_mib']} | {r['cpu_s']} | {'yes' if r['valid'] else 'NO'} |")
-    ratios = [(label, a, b) for label, (a, b) in meta.get("ratios_of", {}).items()
-              if a in results and b in results]
-    big = f"PutObject {meta['args']['large_mib']} MiB"
-    for ref in ("s3rver", "moto"):
-        if big in results and f"{ref}: {big}" in results:
-            ratios.append((f"{big} MB/s vs {ref}", big, f"{ref}: {big}"))
-    if ratios:
-        lines += ["", "| ratio | value |", "|---|---|"]
-    for label, a, b in ratios:
-        key = "rps" if "rps" in results[a] else "mb_s"
-        lines.append(f"| {label} | {results[a][key] / results[b][key]:.2f} |")
+    if meta["ratios"]:
+        lines += ["", "| ratio (median of the rounds' ratios) | value | each round |",
+                  "|---|---|---|"]
+    for label, rounds in meta["ratios"].items():
+        each = " / ".join(f"{x:.2f}" for x in rounds)
+        lines.append(f"| {label} | {statistics.median(rounds):.2f} | {each} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and short runs")
-    parser.add_argument("--refs", action="store_true", help="also run nginx as a reference")
+    parser.add_argument("--refs", action="store_true",
+                        help="also nginx, s3rver and moto, taking turns with plantcdn")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--large-mib", type=int, default=1024)
-    parser.add_argument("--large-runs", type=int, default=1)
+    parser.add_argument("--large-runs", type=int, default=3)
     parser.add_argument("--list-keys", type=int, default=10_000)
     parser.add_argument("--fsync", action="store_true", help="PLANTCDN_FSYNC=true")
     parser.add_argument("--workers", type=int, default=2,
@@ -637,56 +707,54 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     if args.quick:
-        args.runs, args.seconds, args.large_mib, args.list_keys = 1, 2, 64, 2000
+        args.runs, args.large_runs, args.seconds = 1, 1, 2
+        args.large_mib, args.list_keys = 64, 2000
     if shutil.which("wrk") is None:
         print("wrk is needed (apt-get install wrk)", file=sys.stderr)
         return 2
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="plantcdn-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="plantcdn-bench-") as tmp, ExitStack() as stack:
         data = Path(tmp)
-        daemon = Daemon(data, fsync=args.fsync)
-        try:
-            results.update(run_small(daemon, data, args, "plantcdn"))
-            results.update(run_large(daemon, data, args))
-        finally:
-            daemon.stop()
+        body = (b"0123456789abcdef" * 4096)[: 64 * KiB]
+        body_file = data / "body64k.bin"
+        body_file.write_bytes(body)
+
+        def daemon(name: str, **options: Any) -> Daemon:
+            folder = data / name
+            folder.mkdir()
+            started = Daemon(folder, **options)
+            stack.callback(started.stop)
+            return started
+
+        # Every server is up for the whole run (idle ones cost nothing), so each
+        # scenario can measure them in turns, back to back.
+        plant = daemon("plantcdn", fsync=args.fsync)
+        contenders = {"plantcdn": seeded("plantcdn", plant, body)}
         if args.workers > 1:
-            daemon = Daemon(data, fsync=args.fsync, workers=args.workers)
-            try:
-                label = f"plantcdn --workers {args.workers}"
-                results.update(run_small(daemon, data, args, label))
-            finally:
-                daemon.stop()
-        if not args.fsync:
-            # The default setting, PLANTCDN_FSYNC=true, for what durability costs.
-            daemon = Daemon(data, fsync=True)
-            try:
-                results.update(run_small(daemon, data, args, "plantcdn fsync=true",
-                                         put_only=True))
-            finally:
-                daemon.stop()
+            label = f"plantcdn --workers {args.workers}"
+            contenders[label] = seeded(label, daemon("workers", fsync=args.fsync,
+                                                     workers=args.workers), body)
+        if not args.fsync:  # the default setting, for what durability costs
+            contenders[FSYNC_LABEL] = seeded(FSYNC_LABEL, daemon("fsync", fsync=True), body)
         if args.refs:
-            results.update(nginx_reference(data / "s3_longterm", args) or {})
-            results.update(run_references(data, args))
+            if shutil.which("nginx"):
+                (data / "nginx").mkdir()
+                nginx = Nginx(plant.data / "s3_longterm", data / "nginx")
+                stack.callback(nginx.stop)
+                contenders["nginx"] = Contender("nginx", nginx)
+            contenders.update(start_references(stack, data, body))
+        for contender in contenders.values():
+            warm_up(contender, body_file)
+        for scenario in scenarios(args, body_file, data):
+            runs = args.large_runs if scenario.large else args.runs
+            results.update(run_scenario(scenario, contenders, runs))
+        results.update(run_plantcdn_only(plant, args))
+    ratios = {label: paired_ratios(results[a], results[b])
+              for label, (a, b) in ratio_rows(args).items() if a in results and b in results}
     meta = {
         "when": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "runs": args.runs,
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "ratios_of": {
-            "/cdn GET vs nginx (c64)": ("plantcdn: GET 64 KiB /cdn c64", "nginx: GET 64 KiB c64"),
-            f"/cdn GET --workers {args.workers} vs nginx (c64)": (
-                f"plantcdn --workers {args.workers}: GET 64 KiB /cdn c64",
-                "nginx: GET 64 KiB c64"),
-            "PUT 64 KiB fsync=true vs fsync=false (c16)": (
-                f"plantcdn fsync=true: PUT 64 KiB SigV4 c{args.connections}",
-                f"plantcdn: PUT 64 KiB SigV4 c{args.connections}"),
-            "PUT 64 KiB vs s3rver (c16)": (f"plantcdn: PUT 64 KiB SigV4 c{args.connections}",
-                                           f"s3rver: PUT 64 KiB SigV4 c{args.connections}"),
-            "PUT 64 KiB vs moto (c16)": (f"plantcdn: PUT 64 KiB SigV4 c{args.connections}",
-                                         f"moto: PUT 64 KiB SigV4 c{args.connections}"),
-            "GetObject 64 KiB vs s3rver (c16)": (
-                f"plantcdn: GET 64 KiB GetObject c{args.connections}",
-                f"s3rver: GET 64 KiB GetObject c{args.connections}"),
-        },
+        "large_runs": args.large_runs, "args": {k: str(v) for k, v in vars(args).items()},
+        "ratios": ratios,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps({"meta": meta, "results": results},
