@@ -32,6 +32,7 @@ from attrs import asdict, evolve, field, frozen
 from plantcdn.config import Config
 from plantcdn.errors import S3Error
 from plantcdn.keys import INTERNAL_PREFIX, check_key_syntax
+from plantcdn.reaper import Reaper
 
 __all__ = ["Bucket", "ObjectMeta", "StoredObject", "Storage"]
 
@@ -122,6 +123,7 @@ class Storage:
         self.config = config
         self.fsync = config.fsync
         self._verified_parents: dict[Path, int] = {}
+        self.reaper = Reaper()
         self.buckets: dict[str, Bucket] = {
             b.name: Bucket(b.name, (config.data_dir / b.folder).resolve()) for b in config.buckets
         }
@@ -318,7 +320,9 @@ class Storage:
             self._write_atomic(meta_path, meta.to_json())
         elif self.fsync:
             _fsync_file(temp)  # the xattr is inode metadata: durable before it is published
-        _publish(temp, target, exchange=old_inode is not None)
+        replaced = _publish(temp, target, exchange=old_inode is not None)
+        if replaced is not None:  # the old object, swapped out to the temporary name
+            self.reaper.remove(temp, replaced.st_size)
         if self.fsync:
             fsync_dir(target.parent)
         if old_inode is not None and old_inode != st.st_ino:
@@ -357,12 +361,28 @@ class Storage:
         if found is None:
             return False
         path = self.object_path(bucket, key)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        self._remove_object(bucket, path, found.meta.size)
         with contextlib.suppress(OSError):
             self._meta_path(bucket, key, found.inode).unlink()
         self._prune_empty(bucket, path.parent)
         return True
+
+    def _remove_object(self, bucket: Bucket, path: Path, size: int) -> None:
+        """Take *path* off its key now; a large file leaves through ``.plantcdn/tmp``
+        and the reaper, so freeing its blocks does not hold up the answer."""
+        if size >= self.reaper.background_size:
+            parked = bucket.tmp_dir / f"{os.urandom(16).hex()}{TEMP_SUFFIX}"
+            try:
+                os.rename(path, parked)
+            except FileNotFoundError:
+                return
+            except OSError:
+                pass  # no tmp folder to park it in: unlink it here
+            else:
+                self.reaper.remove(parked, size)
+                return
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
     def _prune_empty(self, bucket: Bucket, folder: Path) -> None:
         while folder != bucket.root and folder.is_relative_to(bucket.root):
@@ -471,22 +491,24 @@ _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
 
-def _publish(temp: Path, target: Path, *, exchange: bool = True) -> None:
+def _publish(temp: Path, target: Path, *, exchange: bool = True) -> os.stat_result | None:
     """Put *temp* at *target* atomically: readers see the old object or the new one.
 
     Over an existing object the two are swapped (``RENAME_EXCHANGE``) and the
-    old one, now at the temporary name, is unlinked: ext4 treats a plain
-    rename over an existing file as "replace via rename" and forces the new
-    file's blocks to be allocated first, which made overwrites about ten
-    times slower than the swap.  Where the target does not exist yet or the
-    system has no exchange, a plain ``os.replace``.
+    old one, now at the temporary name, is left for the caller to remove (its
+    ``lstat`` is returned): ext4 treats a plain rename over an existing file
+    as "replace via rename" and forces the new file's blocks to be allocated
+    first, which made overwrites about ten times slower than the swap.  Where
+    the target does not exist yet or the system has no exchange, a plain
+    ``os.replace`` (None).
     """
     if _RENAMEAT2 is not None:
         done = _RENAMEAT2(
             _AT_FDCWD, os.fsencode(temp), _AT_FDCWD, os.fsencode(target), _RENAME_EXCHANGE
         )
         if done == 0:
-            if stat.S_ISDIR(os.lstat(temp).st_mode):
+            swapped = os.lstat(temp)
+            if stat.S_ISDIR(swapped.st_mode):
                 # A folder appeared at the key meanwhile: put it back and refuse.
                 _RENAMEAT2(
                     _AT_FDCWD, os.fsencode(temp), _AT_FDCWD, os.fsencode(target), _RENAME_EXCHANGE
@@ -495,9 +517,9 @@ def _publish(temp: Path, target: Path, *, exchange: bool = True) -> None:
                     "InvalidArgument",
                     "Object key names a prefix that already holds other objects",
                 )
-            os.unlink(temp)
-            return
+            return swapped
     os.replace(temp, target)
+    return None
 
 
 def write_atomically(path: Path, data: bytes, *, fsync: bool) -> None:

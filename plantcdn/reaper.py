@@ -1,0 +1,63 @@
+"""Removing large files nobody can see any more, off the thread that answers requests.
+
+Freeing the blocks of a large file is slow work for the file system: ext4
+took about 0.6 s to unlink a 1 GiB object already written back to disk. An
+overwrite or a DeleteObject did that in the reactor thread before it answered,
+so the request, and every other connection of the process, waited for it.
+Such a file has already left its key (swapped out to the bucket's
+``.plantcdn/tmp`` or renamed there), so nothing is lost if it is removed a
+moment later; and if the process ends first, the start-up sweep of
+``.plantcdn/tmp`` removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from pathlib import Path
+from typing import Final
+
+__all__ = ["BACKGROUND_SIZE", "Reaper"]
+
+#: Files at least this large are removed by the reaper's thread; smaller ones
+#: inline, where an unlink costs less than handing it over.
+BACKGROUND_SIZE: Final = 8 * 1024 * 1024
+
+
+class Reaper:
+    """One daemon thread per process that unlinks the files it is given, in order."""
+
+    def __init__(self, background_size: int = BACKGROUND_SIZE) -> None:
+        self.background_size = background_size
+        self._queue: queue.SimpleQueue[Path] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._started = False
+        self._pending = 0
+
+    def remove(self, path: Path, size: int) -> None:
+        """Unlink *path* (*size* bytes): now if small, else soon, on the thread."""
+        if size < self.background_size:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return
+        with self._lock:
+            if not self._started:
+                self._started = True
+                threading.Thread(target=self._run, name="plantcdn-reaper", daemon=True).start()
+            self._pending += 1
+        self._queue.put(path)
+
+    @property
+    def pending(self) -> int:
+        """Files handed over and not yet removed."""
+        return self._pending
+
+    def _run(self) -> None:
+        while True:
+            path = self._queue.get()
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            with self._lock:
+                self._pending -= 1
