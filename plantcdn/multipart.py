@@ -114,7 +114,7 @@ _completing: set[tuple[Path, str]] = set()
 
 def _store(svc: Services) -> UploadStore:
     """Uploads are plain files with no state in memory, so a store is cheap to make."""
-    return UploadStore(fsync=svc.storage.fsync)
+    return UploadStore(fsync=svc.storage.fsync, reaper=svc.storage.reaper)
 
 
 def _upload_id(call: S3Call) -> str:

@@ -4,10 +4,12 @@ Freeing the blocks of a large file is slow work for the file system: ext4
 took about 0.6 s to unlink a 1 GiB object already written back to disk. An
 overwrite or a DeleteObject did that in the reactor thread before it answered,
 so the request, and every other connection of the process, waited for it.
-Such a file has already left its key (swapped out to the bucket's
-``.plantcdn/tmp`` or renamed there), so nothing is lost if it is removed a
-moment later; and if the process ends first, the start-up sweep of
-``.plantcdn/tmp`` removes it.
+Completing or aborting a multipart upload removed its parts (a GiB of them)
+the same way. Such files have already left their key or upload (swapped out
+to the bucket's ``.plantcdn/tmp``, or renamed there or to a "gone" folder),
+so nothing is lost if they are removed a moment later; if the process ends
+first, the start-up sweep of ``.plantcdn/tmp`` and of gone upload folders
+removes them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import shutil
 import threading
 from pathlib import Path
 from typing import Final
@@ -31,23 +34,30 @@ class Reaper:
 
     def __init__(self, background_size: int = BACKGROUND_SIZE) -> None:
         self.background_size = background_size
-        self._queue: queue.SimpleQueue[Path] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Path, bool]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._started = False
         self._pending = 0
 
     def remove(self, path: Path, size: int) -> None:
-        """Unlink *path* (*size* bytes): now if small, else soon, on the thread."""
+        """Unlink the file *path* (*size* bytes): now if small, else soon, on the thread."""
         if size < self.background_size:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             return
+        self._hand_over(path, tree=False)
+
+    def remove_tree(self, folder: Path) -> None:
+        """Remove *folder* and everything in it, on the thread."""
+        self._hand_over(folder, tree=True)
+
+    def _hand_over(self, path: Path, *, tree: bool) -> None:
         with self._lock:
             if not self._started:
                 self._started = True
                 threading.Thread(target=self._run, name="plantcdn-reaper", daemon=True).start()
             self._pending += 1
-        self._queue.put(path)
+        self._queue.put((path, tree))
 
     @property
     def pending(self) -> int:
@@ -56,8 +66,11 @@ class Reaper:
 
     def _run(self) -> None:
         while True:
-            path = self._queue.get()
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            path, tree = self._queue.get()
+            if tree:
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
             with self._lock:
                 self._pending -= 1

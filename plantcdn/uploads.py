@@ -33,6 +33,7 @@ from typing import Any
 from attrs import evolve, field, frozen
 
 from plantcdn.errors import S3Error
+from plantcdn.reaper import Reaper
 from plantcdn.storage import (
     Bucket,
     fsync_dir,
@@ -119,8 +120,9 @@ class UploadStore:
     same folders) sees exactly the uploads and parts that are on disk.
     """
 
-    def __init__(self, *, fsync: bool) -> None:
+    def __init__(self, *, fsync: bool, reaper: Reaper | None = None) -> None:
         self.fsync = fsync
+        self.reaper = reaper if reaper is not None else Reaper()
 
     # -- where things are ----------------------------------------------------
 
@@ -174,14 +176,15 @@ class UploadStore:
                 yield self.load(bucket, name)
 
     def remove(self, bucket: Bucket, upload_id: str) -> None:
-        """Forget the upload and its parts: gone at once (a rename), files removed after."""
+        """Forget the upload and its parts: gone at once (a rename), files removed after,
+        by the reaper's thread."""
         folder = self.folder(bucket, upload_id)
         gone = folder.with_name(f"{_GONE_PREFIX}{secrets.token_hex(8)}")
         try:
             os.rename(folder, gone)
         except FileNotFoundError:
             raise _no_such_upload(upload_id) from None
-        shutil.rmtree(gone, ignore_errors=True)
+        self.reaper.remove_tree(gone)
 
     # -- parts -------------------------------------------------------------------
 

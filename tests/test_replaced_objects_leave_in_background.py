@@ -19,6 +19,7 @@ from conftest import RunningServer, temp_files, wait_until
 from plantcdn.config import Config
 from plantcdn.reaper import BACKGROUND_SIZE, Reaper
 from plantcdn.storage import ObjectMeta, Storage
+from plantcdn.uploads import _GONE_PREFIX
 
 KEY = "company_1/plant_2/photo.webp"
 INBOX = "plantdb-inbox"
@@ -117,3 +118,49 @@ def test_large_overwrites_and_deletes_through_s3_leave_nothing_behind(
     with pytest.raises(s3.exceptions.NoSuchKey):
         s3.get_object(Bucket=INBOX, Key=gone)
     assert wait_until(lambda: temp_files(server.bucket_dir(INBOX)) == [])
+
+
+def test_a_folder_handed_over_is_removed_on_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What UploadStore.remove hands over once an upload's folder is renamed away."""
+    held = _HeldUnlink(monkeypatch)
+    gone = tmp_path / "gone-upload"
+    gone.mkdir()
+    for number in range(3):
+        (gone / f"part-{number}").write_bytes(b"p" * 100)
+    reaper = Reaper()
+    reaper.remove_tree(gone)  # returns although the thread is held on the first part
+    assert wait_until(lambda: len(held.held) == 1)
+    assert gone.exists()
+    held.release.set()
+    assert wait_until(lambda: not gone.exists())
+    assert reaper.pending == 0
+
+
+def test_completed_and_aborted_uploads_leave_no_parts_behind(
+    server: RunningServer, tenant: str
+) -> None:
+    s3: Any = server.client()
+    uploads = server.bucket_dir(INBOX) / ".plantcdn" / "multipart"
+    ids = []
+    for finish in ("complete", "abort"):
+        key = f"{tenant}/{finish}.bin"
+        upload_id = s3.create_multipart_upload(Bucket=INBOX, Key=key)["UploadId"]
+        ids.append(upload_id)
+        part = s3.upload_part(Bucket=INBOX, Key=key, UploadId=upload_id, PartNumber=1, Body=b"x")
+        if finish == "complete":
+            s3.complete_multipart_upload(
+                Bucket=INBOX, Key=key, UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+            )
+        else:
+            s3.abort_multipart_upload(Bucket=INBOX, Key=key, UploadId=upload_id)
+        with pytest.raises(s3.exceptions.NoSuchUpload):  # gone at once
+            s3.list_parts(Bucket=INBOX, Key=key, UploadId=upload_id)
+
+    def left() -> list[str]:  # ours, or removals (renamed "gone" folders) not yet done
+        names = [p.name for p in uploads.iterdir()]
+        return [n for n in names if n in ids or n.startswith(_GONE_PREFIX)]
+
+    assert wait_until(lambda: left() == [])
