@@ -7,9 +7,9 @@ so the request, and every other connection of the process, waited for it.
 Completing or aborting a multipart upload removed its parts (a GiB of them)
 the same way. Such files have already left their key or upload (swapped out
 to the bucket's ``.plantcdn/tmp``, or renamed there or to a "gone" folder),
-so nothing is lost if they are removed a moment later; if the process ends
-first, the start-up sweep of ``.plantcdn/tmp`` and of gone upload folders
-removes them.
+so nothing is lost if they are removed a moment later. If the process ends
+first, the start-up sweep of ``.plantcdn/tmp`` removes the files, and the
+next listing of uploads (``UploadStore.iter_uploads``) a gone folder.
 """
 
 from __future__ import annotations

@@ -374,10 +374,8 @@ class Storage:
             parked = bucket.tmp_dir / f"{os.urandom(16).hex()}{TEMP_SUFFIX}"
             try:
                 os.rename(path, parked)
-            except FileNotFoundError:
-                return
             except OSError:
-                pass  # no tmp folder to park it in: unlink it here
+                pass  # gone already, or no tmp folder to park it in: unlink it here
             else:
                 self.reaper.remove(parked, size)
                 return

@@ -120,9 +120,9 @@ class UploadStore:
     same folders) sees exactly the uploads and parts that are on disk.
     """
 
-    def __init__(self, *, fsync: bool, reaper: Reaper | None = None) -> None:
+    def __init__(self, *, fsync: bool, reaper: Reaper) -> None:
         self.fsync = fsync
-        self.reaper = reaper if reaper is not None else Reaper()
+        self.reaper = reaper  # the storage's: one thread per process removes what is gone
 
     # -- where things are ----------------------------------------------------
 

@@ -164,3 +164,14 @@ def test_completed_and_aborted_uploads_leave_no_parts_behind(
         return [n for n in names if n in ids or n.startswith(_GONE_PREFIX)]
 
     assert wait_until(lambda: left() == [])
+
+
+def test_a_large_object_is_deleted_even_without_a_tmp_folder(tmp_path: Path) -> None:
+    """Someone removed .plantcdn/tmp: the delete unlinks the object where it is."""
+    storage = _storage(tmp_path, background_size=1000)
+    _put(storage, b"x" * 5000)
+    bucket = storage.bucket(INBOX)
+    bucket.tmp_dir.rmdir()
+    assert storage.delete(bucket, KEY)
+    assert not (bucket.root / KEY).exists()
+    assert storage.reaper.pending == 0
