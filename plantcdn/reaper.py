@@ -8,8 +8,8 @@ Completing or aborting a multipart upload removed its parts (a GiB of them)
 the same way. Such files have already left their key or upload (swapped out
 to the bucket's ``.plantcdn/tmp``, or renamed there or to a "gone" folder),
 so nothing is lost if they are removed a moment later. If the process ends
-first, the start-up sweep of ``.plantcdn/tmp`` removes the files, and the
-next listing of uploads (``UploadStore.iter_uploads``) a gone folder.
+first, the start-up sweeps remove them (``Storage.prepare`` for
+``.plantcdn/tmp``, ``UploadStore.sweep_removed`` for gone folders).
 """
 
 from __future__ import annotations

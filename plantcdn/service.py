@@ -19,6 +19,7 @@ from plantcdn.request import PlantRequest
 from plantcdn.s3app import S3App
 from plantcdn.scopes import reload_on_sighup
 from plantcdn.storage import Storage
+from plantcdn.uploads import UploadStore
 
 __all__ = ["CredentialReloadService", "ListeningService", "PlantCDNService", "make_site"]
 
@@ -123,6 +124,11 @@ class PlantCDNService(MultiService):
         if removed:
             log.info("removed {count} unfinished upload(s) left by a previous run",
                      count=len(removed))
+        uploads = UploadStore(fsync=self.storage.fsync, reaper=self.storage.reaper)
+        swept = sum(uploads.sweep_removed(bucket) for bucket in self.storage.buckets.values())
+        if swept:
+            log.info("removing {count} multipart upload(s) a previous run had begun to remove",
+                     count=swept)
         for bucket in self.storage.buckets.values():
             log.info("bucket {bucket} is stored in {folder}", bucket=bucket.name,
                      folder=str(bucket.root))

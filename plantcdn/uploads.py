@@ -175,6 +175,18 @@ class UploadStore:
             with contextlib.suppress(S3Error):
                 yield self.load(bucket, name)
 
+    def sweep_removed(self, bucket: Bucket) -> int:
+        """Hand the reaper what removals a previous run did not finish (at start-up);
+        the number of such folders."""
+        try:
+            names = os.listdir(self.root(bucket))
+        except FileNotFoundError:
+            return 0
+        gone = [name for name in names if name.startswith(_GONE_PREFIX)]
+        for name in gone:
+            self.reaper.remove_tree(self.root(bucket) / name)
+        return len(gone)
+
     def remove(self, bucket: Bucket, upload_id: str) -> None:
         """Forget the upload and its parts: gone at once (a rename), files removed after,
         by the reaper's thread."""

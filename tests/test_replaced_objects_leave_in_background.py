@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +176,19 @@ def test_a_large_object_is_deleted_even_without_a_tmp_folder(tmp_path: Path) -> 
     assert storage.delete(bucket, KEY)
     assert not (bucket.root / KEY).exists()
     assert storage.reaper.pending == 0
+
+
+def test_a_removal_a_previous_run_began_is_finished_at_start(
+    start_server: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    """A crash between the rename of an upload's folder and its removal leaves a gone
+    folder full of parts; the next start hands it to the reaper."""
+    first = start_server()
+    data = first.data_dir
+    first.stop()
+    uploads = first.bucket_dir(INBOX) / ".plantcdn" / "multipart"
+    gone = uploads / f"{_GONE_PREFIX}0123456789abcdef"
+    gone.mkdir(parents=True)
+    (gone / "part-00001").write_bytes(b"p" * 1000)
+    start_server(data_dir=data)
+    assert wait_until(lambda: not gone.exists())
