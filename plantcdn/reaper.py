@@ -22,7 +22,11 @@ import threading
 from pathlib import Path
 from typing import Final
 
+from twisted.logger import Logger
+
 __all__ = ["BACKGROUND_SIZE", "Reaper"]
+
+log = Logger()
 
 #: Files at least this large are removed by the reaper's thread; smaller ones
 #: inline, where an unlink costs less than handing it over.
@@ -30,7 +34,8 @@ BACKGROUND_SIZE: Final = 8 * 1024 * 1024
 
 
 class Reaper:
-    """One daemon thread per process that unlinks the files it is given, in order."""
+    """A daemon thread (one per process, started on first use) that removes the
+    files and folders it is given, in order."""
 
     def __init__(self, background_size: int = BACKGROUND_SIZE) -> None:
         self.background_size = background_size
@@ -54,8 +59,8 @@ class Reaper:
     def _hand_over(self, path: Path, *, tree: bool) -> None:
         with self._lock:
             if not self._started:
-                self._started = True
                 threading.Thread(target=self._run, name="plantcdn-reaper", daemon=True).start()
+                self._started = True
             self._pending += 1
         self._queue.put((path, tree))
 
@@ -67,10 +72,22 @@ class Reaper:
     def _run(self) -> None:
         while True:
             path, tree = self._queue.get()
-            if tree:
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
+            try:
+                if tree:
+                    shutil.rmtree(path, onerror=_unless_missing)
+                else:
                     os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warn("could not remove {path}: {error}", path=str(path), error=str(exc))
             with self._lock:
                 self._pending -= 1
+
+
+def _unless_missing(
+    function: object, path: str, exc_info: tuple[type, BaseException, object]
+) -> None:
+    """rmtree's error handler: what is gone already (another remover) is no error."""
+    if not isinstance(exc_info[1], FileNotFoundError):
+        raise exc_info[1]

@@ -25,7 +25,6 @@ import contextlib
 import os
 import re
 import secrets
-import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -166,10 +165,7 @@ class UploadStore:
         except FileNotFoundError:
             return
         for name in names:
-            if name.startswith(_GONE_PREFIX):
-                # An abort interrupted by a crash: finish it now.
-                shutil.rmtree(self.root(bucket) / name, ignore_errors=True)
-                continue
+            # Skipped, with .gone- folders: the reaper (or the start-up sweep) removes those.
             if not _UPLOAD_ID.fullmatch(name):
                 continue
             with contextlib.suppress(S3Error):
@@ -249,7 +245,7 @@ class UploadStore:
             fsync_dir(folder)
         if previous is not None and previous.data != data_name:
             with contextlib.suppress(OSError, S3Error):
-                self.part_path(bucket, upload_id, previous).unlink()
+                self.reaper.remove(self.part_path(bucket, upload_id, previous), previous.size)
 
     # -- helpers --------------------------------------------------------------------
 

@@ -146,13 +146,20 @@ def tenant() -> str:
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every visible file below *folder* (not plantcdn's own), with its bytes."""
+    """Every visible file below *folder* (not plantcdn's own), with its bytes.
+
+    ``.plantcdn`` is never entered: its reaper may be removing folders there
+    meanwhile, which would make a recursive glob fail half-way.
+    """
     result = {}
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder).as_posix()
-        if path.is_file() and not rel.startswith(".plantcdn"):
-            result[rel] = path.read_bytes()
-    return result
+    for root, dirs, files in os.walk(folder):
+        if Path(root) == folder:
+            dirs[:] = [d for d in dirs if d != ".plantcdn"]
+        for name in files:
+            path = Path(root) / name
+            if path.is_file():
+                result[path.relative_to(folder).as_posix()] = path.read_bytes()
+    return dict(sorted(result.items()))
 
 
 def temp_files(folder: Path) -> list[Path]:

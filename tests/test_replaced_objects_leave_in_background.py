@@ -19,7 +19,7 @@ from conftest import RunningServer, temp_files, wait_until
 
 from plantcdn.config import Config
 from plantcdn.reaper import BACKGROUND_SIZE, Reaper
-from plantcdn.storage import ObjectMeta, Storage
+from plantcdn.storage import _RENAMEAT2, ObjectMeta, Storage
 from plantcdn.uploads import _GONE_PREFIX
 
 KEY = "company_1/plant_2/photo.webp"
@@ -59,6 +59,7 @@ class _HeldUnlink:
         monkeypatch.setattr("plantcdn.reaper.os.unlink", unlink)
 
 
+@pytest.mark.skipif(_RENAMEAT2 is None, reason="no renameat2: overwrites use os.replace")
 def test_an_overwritten_large_object_is_answered_before_its_old_bytes_are_freed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

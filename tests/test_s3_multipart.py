@@ -26,7 +26,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-from conftest import INBOX, LONGTERM, REGION, RunningServer, snapshot, temp_files
+from conftest import INBOX, LONGTERM, REGION, RunningServer, snapshot, temp_files, wait_until
 
 MiB = 1024 * 1024
 #: boto3's own default threshold and part size: 20 MB becomes parts of 8, 8 and 4 MiB.
@@ -217,8 +217,8 @@ def test_reuploaded_part_number_replaces_the_part(server: RunningServer, tenant:
     assert error_of(info) == (400, "InvalidPart")
     complete(s3, key, upload_id, [{"PartNumber": 1, "ETag": new}])
     assert s3.get_object(Bucket=INBOX, Key=key)["Body"].read() == b"new bytes"
-    part_files = list(uploads_dir(server, INBOX).glob("*/part-*"))
-    assert part_files == []
+    # Parts leave with their upload at once (a rename) and are removed just after.
+    assert wait_until(lambda: list(uploads_dir(server, INBOX).glob("*/part-*")) == [])
 
 
 def test_full_object_crc32_is_combined_from_parts(server: RunningServer, tenant: str) -> None:
@@ -755,7 +755,7 @@ def test_upload_survives_restart(
         Bucket=INBOX, Key="company_1/plant_1/abandoned.bin", UploadId=abandoned
     )
     assert s3.list_multipart_uploads(Bucket=INBOX).get("Uploads", []) == []
-    assert os.listdir(uploads_dir(second, INBOX)) == []
+    assert wait_until(lambda: os.listdir(uploads_dir(second, INBOX)) == [])
 
 
 # ---------------------------------------------------------------------------
