@@ -290,7 +290,7 @@ class Storage:
         The folder is made only when the create finds it missing: a
         ``mkdir(exist_ok=True)`` on every upload cost more than the create.
         """
-        path = bucket.tmp_dir / f"{os.urandom(16).hex()}{TEMP_SUFFIX}"
+        path = _temp_name(bucket)
         try:
             fd = os.open(path, _TEMP_FLAGS, 0o644)
         except FileNotFoundError:
@@ -371,7 +371,7 @@ class Storage:
         """Take *path* off its key now; a large file leaves through ``.plantcdn/tmp``
         and the reaper, so freeing its blocks does not hold up the answer."""
         if size >= self.reaper.background_size:
-            parked = bucket.tmp_dir / f"{os.urandom(16).hex()}{TEMP_SUFFIX}"
+            parked = _temp_name(bucket)
             try:
                 os.rename(path, parked)
             except OSError:
@@ -487,6 +487,11 @@ _RENAMEAT2 = _renameat2()
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
+
+
+def _temp_name(bucket: Bucket) -> Path:
+    """A fresh name in the bucket's ``.plantcdn/tmp``, which the start-up sweep empties."""
+    return bucket.tmp_dir / f"{os.urandom(16).hex()}{TEMP_SUFFIX}"
 
 
 def _publish(temp: Path, target: Path, *, exchange: bool = True) -> os.stat_result | None:
