@@ -362,6 +362,8 @@ class Storage:
             return False
         path = self.object_path(bucket, key)
         self._remove_object(bucket, path, found.meta.size)
+        if self.fsync:
+            fsync_dir(path.parent)  # an acknowledged delete must not come back after a crash
         with contextlib.suppress(OSError):
             self._meta_path(bucket, key, found.inode).unlink()
         self._prune_empty(bucket, path.parent)

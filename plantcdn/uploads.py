@@ -192,6 +192,8 @@ class UploadStore:
             os.rename(folder, gone)
         except FileNotFoundError:
             raise _no_such_upload(upload_id) from None
+        if self.fsync:
+            fsync_dir(gone.parent)  # completed or aborted for good, even after a crash
         self.reaper.remove_tree(gone)
 
     # -- parts -------------------------------------------------------------------

@@ -28,6 +28,7 @@ from conftest import INBOX, LONGTERM, RunningServer, snapshot, temp_files, wait_
 from plantcdn.config import Config
 from plantcdn.digests import PayloadDigest
 from plantcdn.storage import Storage
+from plantcdn.uploads import UploadState, UploadStore
 from plantcdn.writer import UploadWriter
 
 CRASHES = 3
@@ -241,6 +242,34 @@ def test_fsync_true_syncs_bytes_metadata_and_folders_before_the_answer(
     else:
         meta_syncs = [p for p in before if "/.plantcdn/meta/" in p]
         assert meta_syncs, "the metadata sidecar (and its folder) are synced before the rename"
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")
+def test_fsync_true_syncs_deletes_and_finished_uploads_before_the_answer(
+    tmp_path: Path, synced: list[tuple[str, str]]
+) -> None:
+    """An acknowledged DeleteObject, and a completed or aborted multipart upload, stay
+    gone after a power cut: the folder that lost the name is synced before the answer."""
+    storage = Storage(Config(data_dir=tmp_path, fsync=True))
+    storage.prepare()
+    bucket = storage.bucket(LONGTERM)
+    for name in ("a.bin", "b.bin"):  # b.bin keeps the folder, so it is not pruned
+        writer = UploadWriter(storage, bucket, f"company_1/plant_2/{name}", digest=PayloadDigest())
+        writer.write(b"hello")
+        writer.finish(lambda result: _meta(result.md5_hex, result.size))
+    synced.clear()
+    assert storage.delete(bucket, "company_1/plant_2/a.bin")
+    assert ("fsync", str(bucket.root / "company_1" / "plant_2")) in synced
+
+    uploads = UploadStore(fsync=True, reaper=storage.reaper)
+    state = UploadState(
+        upload_id="a" * 32, key="company_1/plant_2/c.bin", initiated=0.0, initiator="test"
+    )
+    uploads.create(bucket, state)
+    synced.clear()
+    uploads.remove(bucket, state.upload_id)
+    assert ("fsync", str(uploads.root(bucket))) in synced
+    assert wait_until(lambda: storage.reaper.pending == 0)
 
 
 def test_fsync_false_never_syncs(tmp_path: Path, synced: list[tuple[str, str]]) -> None:
