@@ -80,9 +80,19 @@ class Reaper:
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                log.warn("could not remove {path}: {error}", path=str(path), error=str(exc))
+                _warn_on_reactor_thread(path, exc)
             with self._lock:
                 self._pending -= 1
+
+
+def _warn_on_reactor_thread(path: Path, exc: OSError) -> None:
+    """Log a failed removal from the reactor's thread: log observers (files, the
+    access log's pipe) are not written from two threads at once."""
+    from twisted.internet import reactor
+
+    reactor.callFromThread(  # type: ignore[attr-defined]
+        log.warn, "could not remove {path}: {error}", path=str(path), error=str(exc)
+    )
 
 
 def _unless_missing(

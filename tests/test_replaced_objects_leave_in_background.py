@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_twisted
 from conftest import RunningServer, temp_files, wait_until
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.logger import LogEvent, globalLogPublisher
 
 from plantcdn.config import Config
 from plantcdn.reaper import BACKGROUND_SIZE, Reaper
@@ -193,3 +197,30 @@ def test_a_removal_a_previous_run_began_is_finished_at_start(
     (gone / "part-00001").write_bytes(b"p" * 1000)
     start_server(data_dir=data)
     assert wait_until(lambda: not gone.exists())
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_removal_is_logged_from_the_reactor_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Log observers are written from one thread only: the reaper hands its warning over."""
+    seen: list[tuple[str, str]] = []
+
+    def observer(event: LogEvent) -> None:
+        if "could not remove" in event.get("log_format", ""):
+            seen.append((event["path"], threading.current_thread().name))
+
+    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("plantcdn.reaper.os.unlink", unlink)
+    globalLogPublisher.addObserver(observer)
+    try:
+        Reaper(background_size=0).remove(tmp_path / "stuck.bin", 1)
+        for _ in range(200):
+            if seen:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert seen == [(str(tmp_path / "stuck.bin"), threading.main_thread().name)]
