@@ -29,7 +29,13 @@ from plantcdn.service import (
 from plantcdn.storage import Storage
 from plantcdn.workers import WorkerPool, parse_workers
 
-__all__ = ["Options", "is_loopback_endpoint", "makeService"]
+__all__ = [
+    "DEFAULT_BACKLOG",
+    "Options",
+    "is_loopback_endpoint",
+    "makeService",
+    "with_default_backlog",
+]
 
 log = Logger()
 
@@ -83,6 +89,25 @@ def is_loopback_endpoint(description: str) -> bool:
         if eq and name.strip() == "interface":
             return _is_loopback_host(value.strip())
     return False
+
+
+#: Listen backlog when an endpoint string names none. Twisted's default is 50:
+#: a burst of connections larger than that (a load test, a page of thumbnails
+#: through a proxy) overflowed the accept queue, and the dropped SYNs came back
+#: only after the kernel's 1 s, 3 s... retransmits. nginx and Node use 511,
+#: gunicorn and uvicorn 2048; Linux caps it at ``net.core.somaxconn``.
+DEFAULT_BACKLOG = 1024
+
+
+def with_default_backlog(description: str) -> str:
+    """*description* with ``backlog=DEFAULT_BACKLOG`` added where Twisted takes a
+    backlog (``tcp``, ``tcp6``, ``ssl``, ``unix``) and none is given."""
+    kind, *args = _endpoint_args(description)
+    if kind.strip().lower() not in ("tcp", "tcp6", "ssl", "unix"):
+        return description
+    if any(arg.partition("=")[0].strip() == "backlog" for arg in args):
+        return description
+    return f"{description}:backlog={DEFAULT_BACKLOG}"
 
 
 class Options(usage.Options):
@@ -169,7 +194,7 @@ def makeService(options: Mapping[str, Any]) -> IService:
     CredentialReloadService(reload_credentials, reactor).setServiceParent(service)
     listeners = []
     for description in options["listen"]:
-        endpoint = serverFromString(reactor, description)
+        endpoint = serverFromString(reactor, with_default_backlog(description))
         listener = ListeningService(endpoint, description, site)
         listener.setServiceParent(service)
         listeners.append(listener)

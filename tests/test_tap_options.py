@@ -8,12 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_twisted
 from conftest import INBOX, RunningServer, clean_env
 from twisted.application.service import IServiceCollection
 from twisted.python import usage
 
 from plantcdn.credentials import DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY
-from plantcdn.tap import Options, is_loopback_endpoint, makeService
+from plantcdn.tap import (
+    DEFAULT_BACKLOG,
+    Options,
+    is_loopback_endpoint,
+    makeService,
+    with_default_backlog,
+)
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
 CREDENTIALS = {
@@ -198,6 +205,35 @@ def test_configured_credentials_may_listen_anywhere(description: str) -> None:
 def test_is_loopback_endpoint(description: str, loopback: bool) -> None:
     """Only an endpoint that can be reached from this machine alone counts as loopback."""
     assert is_loopback_endpoint(description) is loopback
+
+
+@pytest.mark.parametrize(
+    ("description", "expected"),
+    [
+        ("tcp:8001", f"tcp:8001:backlog={DEFAULT_BACKLOG}"),
+        ("tcp:8001:interface=127.0.0.1", f"tcp:8001:interface=127.0.0.1:backlog={DEFAULT_BACKLOG}"),
+        ("tcp6:8001:interface=\\:\\:1", f"tcp6:8001:interface=\\:\\:1:backlog={DEFAULT_BACKLOG}"),
+        ("unix:/tmp/p.sock", f"unix:/tmp/p.sock:backlog={DEFAULT_BACKLOG}"),
+        ("tcp:8001:backlog=16", "tcp:8001:backlog=16"),
+        ("systemd:domain=INET:index=0", "systemd:domain=INET:index=0"),
+    ],
+)
+def test_listeners_get_a_deep_backlog_unless_one_is_given(description: str, expected: str) -> None:
+    """Twisted's default backlog of 50 dropped connection bursts into 1 s SYN retries."""
+    assert with_default_backlog(description) == expected
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_listening_socket_has_the_default_backlog(tmp_path: Path) -> None:
+    """What the service really listens with (the socket workers share, too)."""
+    service: Any = makeService(parse(["--listen", LOOPBACK, "--data-dir", str(tmp_path)]))
+    (listener,) = [s for s in service if getattr(s, "description", None) is not None]
+    listener.privilegedStartService()
+    try:
+        assert listener.port is not None
+        assert listener.port.backlog == DEFAULT_BACKLOG
+    finally:
+        await listener.port.stopListening()
 
 
 def test_make_service_shape(tmp_path: Path) -> None:
