@@ -19,7 +19,7 @@ from plantcdn.call import Handler, S3Call, Services
 from plantcdn.conditions import etag_matches
 from plantcdn.digests import ALGORITHMS, DigestResult, PayloadDigest
 from plantcdn.errors import S3Error
-from plantcdn.objects import check_write_headers, describe_upload
+from plantcdn.objects import check_write_conditions, check_write_headers, describe_upload
 from plantcdn.s3shared import bucket_of, key_of, send_xml
 from plantcdn.storage import ObjectMeta
 from plantcdn.verification import user_metadata
@@ -142,6 +142,7 @@ async def copy_object(svc: Services, call: S3Call) -> bytes:
     source = parse_copy_source(call.headers["x-amz-copy-source"])
     authorize_copy_source(svc, call, source)
     source_bucket = svc.storage.bucket(source.bucket)
+    check_write_conditions(svc, call, dest_bucket, dest_key)  # before the copy's work
     metadata_directive = _directive(call, "x-amz-metadata-directive")
     tagging_directive = _directive(call, "x-amz-tagging-directive")
     user_meta = user_metadata(call.headers) if metadata_directive == "REPLACE" else None
@@ -208,7 +209,16 @@ async def copy_object(svc: Services, call: S3Call) -> bytes:
         )
         return evolve(copied, tagging=tagging)
 
-    stored = await writer.finish_durably(describe, svc.clock)
+    if "if-none-match" in call.headers or "if-match" in call.headers:
+        # Checked again and published in one step of the reactor thread: nothing between.
+        try:
+            check_write_conditions(svc, call, dest_bucket, dest_key)
+        except S3Error:
+            writer.abort()
+            raise
+        stored = writer.finish(describe)
+    else:
+        stored = await writer.finish_durably(describe, svc.clock)
     result: list[Node] = [
         ("ETag", stored.etag),
         ("LastModified", iso_timestamp(stored.last_modified)),

@@ -212,3 +212,49 @@ def test_copy_large_object_streams(server: RunningServer, tenant: str) -> None:
     result = s3.copy_object(Bucket=LONGTERM, Key=src, CopySource={"Bucket": INBOX, "Key": src})
     assert result["CopyObjectResult"]["ETag"] == f'"{hashlib.md5(big).hexdigest()}"'
     assert (server.bucket_dir(LONGTERM) / src).read_bytes() == big
+
+
+@pytest.mark.parametrize(
+    ("condition", "status", "code"),
+    [
+        ({"IfNoneMatch": "*"}, 412, "PreconditionFailed"),
+        ({"IfMatch": '"0123456789abcdef0123456789abcdef"'}, 412, "PreconditionFailed"),
+    ],
+)
+def test_conditional_copy_never_overwrites_the_destination(
+    server: RunningServer, tenant: str, condition: dict[str, str], status: int, code: str
+) -> None:
+    """CopyObject's If-None-Match / If-Match are about the destination (conditional
+    writes): a failed one is 412 and the object already there stays as it was."""
+    s3: Any = server.client()
+    src = f"{tenant}/src.jpg"
+    put_source(s3, src)
+    dst = f"{tenant}/taken.jpg"
+    s3.put_object(Bucket=INBOX, Key=dst, Body=b"already here")
+    before = snapshot(server.bucket_dir(INBOX))
+    with pytest.raises(ClientError) as info:
+        s3.copy_object(Bucket=INBOX, Key=dst, CopySource=f"{INBOX}/{src}", **condition)
+    assert error_of(info) == (status, code)
+    assert snapshot(server.bucket_dir(INBOX)) == before
+    assert s3.get_object(Bucket=INBOX, Key=dst)["Body"].read() == b"already here"
+    assert temp_files(server.bucket_dir(INBOX)) == []
+
+
+def test_conditional_copy_that_holds_is_published(server: RunningServer, tenant: str) -> None:
+    """If-None-Match: * onto a free key, and If-Match of the current destination ETag."""
+    s3: Any = server.client()
+    src = f"{tenant}/src.jpg"
+    put_source(s3, src)
+    dst = f"{tenant}/new.jpg"
+    s3.copy_object(Bucket=INBOX, Key=dst, CopySource=f"{INBOX}/{src}", IfNoneMatch="*")
+    etag = s3.head_object(Bucket=INBOX, Key=dst)["ETag"]
+    s3.copy_object(
+        Bucket=INBOX, Key=dst, CopySource=f"{INBOX}/{src}", IfMatch=etag,
+        MetadataDirective="REPLACE", ContentType="image/png",
+    )
+    assert s3.head_object(Bucket=INBOX, Key=dst)["ContentType"] == "image/png"
+    with pytest.raises(ClientError) as info:
+        s3.copy_object(
+            Bucket=INBOX, Key=f"{tenant}/absent.jpg", CopySource=f"{INBOX}/{src}", IfMatch=etag
+        )
+    assert error_of(info) == (404, "NoSuchKey")

@@ -565,3 +565,18 @@ def test_metadata_survives_restart_and_stale_temp_files_go(tmp_path: Any) -> Non
         assert after[name] == before[name], name
     assert after["Metadata"] == {"origin": "camera"}
     assert not stale.exists()
+
+
+def test_failed_conditional_put_leaves_no_temporary_file(
+    server: RunningServer, tenant: str
+) -> None:
+    """If-None-Match: * over an existing key is 412 after the body arrived: the
+    body's temporary file goes too, and the object stays."""
+    s3: Any = server.client()
+    key = f"{tenant}/cond.bin"
+    s3.put_object(Bucket=INBOX, Key=key, Body=b"first")
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket=INBOX, Key=key, Body=b"second" * 1000, IfNoneMatch="*")
+    assert info.value.response["Error"]["Code"] == "PreconditionFailed"
+    assert s3.get_object(Bucket=INBOX, Key=key)["Body"].read() == b"first"
+    assert temp_files(server.bucket_dir(INBOX)) == []
