@@ -19,7 +19,12 @@ from plantcdn.call import Handler, S3Call, Services
 from plantcdn.conditions import etag_matches
 from plantcdn.digests import ALGORITHMS, DigestResult, PayloadDigest
 from plantcdn.errors import S3Error
-from plantcdn.objects import check_write_conditions, check_write_headers, describe_upload
+from plantcdn.objects import (
+    ARCHIVED_CLASSES,
+    check_write_conditions,
+    check_write_headers,
+    describe_upload,
+)
 from plantcdn.s3shared import bucket_of, key_of, send_xml
 from plantcdn.storage import ObjectMeta
 from plantcdn.verification import user_metadata
@@ -160,6 +165,12 @@ async def copy_object(svc: Services, call: S3Call) -> bytes:
     file, found = opened
     try:
         meta = found.meta
+        if meta.storage_class in ARCHIVED_CLASSES:
+            raise S3Error(
+                "InvalidObjectState",
+                "Operation is not valid for the source object's storage class",
+                extra={"StorageClass": meta.storage_class},
+            )
         check_copy_preconditions(call.headers, meta.etag, meta.last_modified)
         same_object = source_bucket == dest_bucket and source.key == dest_key
         changes = (

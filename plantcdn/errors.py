@@ -73,6 +73,7 @@ ERRORS: Mapping[str, tuple[int, str]] = {
         "document.",
     ),
     "InvalidRange": (416, "The requested range is not satisfiable"),
+    "InvalidObjectState": (403, "The operation is not valid for the object's storage class"),
     "InvalidRequest": (400, "Invalid Request"),
     "InvalidStorageClass": (400, "The storage class you specified is not valid"),
     "InvalidTag": (400, "The tag provided was not a valid tag."),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import IO
+from urllib.parse import parse_qsl
 
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
@@ -61,14 +62,49 @@ RESPONSE_OVERRIDES = {
 # -- PutObject ---------------------------------------------------------------
 
 
+#: ``x-amz-server-side-encryption`` values S3 knows. Objects are stored as they
+#: are (SSE-S3 is S3's default); the header is only checked.
+SSE_ALGORITHMS = frozenset({"AES256", "aws:kms", "aws:kms:dsse"})
+#: Storage classes whose objects must be restored before GetObject can read them.
+ARCHIVED_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+_SSE_C = "x-amz-server-side-encryption-customer-algorithm"
+_OBJECT_LOCK = (
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold",
+)
+
+
 def check_write_headers(call: S3Call) -> None:
     """Header values PutObject (and its relatives) refuse before reading a byte."""
-    acl = call.headers.get("x-amz-acl")
+    headers = call.headers
+    acl = headers.get("x-amz-acl")
     if acl is not None and acl not in CANNED_ACLS:
         raise S3Error("InvalidArgument", extra={"ArgumentName": "x-amz-acl", "ArgumentValue": acl})
-    storage_class = call.headers.get("x-amz-storage-class")
+    storage_class = headers.get("x-amz-storage-class")
     if storage_class is not None and storage_class not in STORAGE_CLASSES:
         raise S3Error("InvalidStorageClass", extra={"StorageClassRequested": storage_class})
+    sse = headers.get("x-amz-server-side-encryption")
+    if sse is not None and sse not in SSE_ALGORITHMS:
+        raise S3Error(
+            "InvalidArgument",
+            "The encryption method specified is not supported",
+            extra={"ArgumentName": "x-amz-server-side-encryption", "ArgumentValue": sse},
+        )
+    if _SSE_C in headers:
+        # plantcdn speaks plain HTTP, over which S3 refuses customer-provided keys.
+        raise S3Error(
+            "InvalidRequest",
+            "Requests specifying Server Side Encryption with Customer provided keys must be "
+            "made over a secure connection.",
+        )
+    if any(name in headers for name in _OBJECT_LOCK):
+        raise S3Error("InvalidRequest", "Bucket is missing Object Lock Configuration")
+    tagging = headers.get("x-amz-tagging")
+    if tagging:
+        from plantcdn.subresources import tags_from_header, validate_tags  # imports this module
+
+        validate_tags(tags_from_header(tagging))
 
 
 def declared_length(call: S3Call) -> int:
@@ -301,7 +337,12 @@ def _respond_with_object(
     svc: Services, call: S3Call, found: StoredObject, file: IO[bytes] | None
 ) -> bytes | IResource:
     meta = found.meta
+    if file is not None and meta.storage_class in ARCHIVED_CLASSES:
+        raise S3Error("InvalidObjectState", extra={"StorageClass": meta.storage_class})
     headers = object_headers(meta)
+    headers["x-amz-server-side-encryption"] = "AES256"  # S3 encrypts every object (SSE-S3)
+    if meta.tagging:
+        headers["x-amz-tagging-count"] = str(len(parse_qsl(meta.tagging, keep_blank_values=True)))
     whole = call.headers.get("range") is None
     if whole and call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
         # S3 returns the object's checksum only when the whole object is sent.

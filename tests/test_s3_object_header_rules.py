@@ -1,0 +1,86 @@
+"""Request headers S3 checks on writes and reports on reads: server-side encryption,
+object lock, the tag set of ``x-amz-tagging`` and archived storage classes.
+
+Each refusal has S3's status and code and changes nothing on disk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from conftest import INBOX, RunningServer, snapshot, temp_files
+
+
+def error_of(info: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
+    response: Any = info.value.response
+    return response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Code"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "status", "code"),
+    [
+        ({"ServerSideEncryption": "bogus"}, 400, "InvalidArgument"),
+        ({"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32}, 400, "InvalidRequest"),
+        (
+            {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetainUntilDate": "2030-01-01T00:00:00Z"},
+            400,
+            "InvalidRequest",
+        ),
+        ({"ObjectLockLegalHoldStatus": "ON"}, 400, "InvalidRequest"),
+        ({"Tagging": "a=1&a=2"}, 400, "InvalidTag"),
+        ({"Tagging": "&".join(f"k{i}=v" for i in range(11))}, 400, "BadRequest"),
+        ({"Tagging": "aws:secret=1"}, 400, "InvalidTag"),
+    ],
+)
+def test_refused_write_headers_change_nothing(
+    server: RunningServer, tenant: str, extra: dict[str, Any], status: int, code: str
+) -> None:
+    s3: Any = server.client()
+    before = snapshot(server.bucket_dir(INBOX))
+    for call in (
+        lambda: s3.put_object(Bucket=INBOX, Key=f"{tenant}/a.bin", Body=b"x" * 100, **extra),
+        lambda: s3.create_multipart_upload(Bucket=INBOX, Key=f"{tenant}/b.bin", **extra),
+    ):
+        with pytest.raises(ClientError) as info:
+            call()
+        assert error_of(info) == (status, code)
+    assert snapshot(server.bucket_dir(INBOX)) == before
+    assert temp_files(server.bucket_dir(INBOX)) == []
+
+
+def test_reads_report_encryption_and_tag_count(server: RunningServer, tenant: str) -> None:
+    """S3 encrypts every object (SSE-S3 by default) and says so on GET and HEAD, with
+    ``x-amz-tagging-count`` for a tagged object (boto3's TagCount)."""
+    s3: Any = server.client()
+    key = f"{tenant}/tagged.bin"
+    s3.put_object(Bucket=INBOX, Key=key, Body=b"x", Tagging="a=1&b=2")
+    for got in (s3.get_object(Bucket=INBOX, Key=key), s3.head_object(Bucket=INBOX, Key=key)):
+        assert got["ServerSideEncryption"] == "AES256"
+        assert got["TagCount"] == 2
+    plain = f"{tenant}/plain.bin"
+    s3.put_object(Bucket=INBOX, Key=plain, Body=b"x")
+    assert "TagCount" not in s3.head_object(Bucket=INBOX, Key=plain)
+
+
+def test_archived_objects_must_be_restored_before_they_are_read(
+    server: RunningServer, tenant: str
+) -> None:
+    """GLACIER and DEEP_ARCHIVE objects: HEAD works, GetObject and CopyObject from them
+    are 403 ``InvalidObjectState`` (S3 wants a RestoreObject first)."""
+    s3: Any = server.client()
+    for storage_class in ("GLACIER", "DEEP_ARCHIVE"):
+        key = f"{tenant}/{storage_class}.bin"
+        s3.put_object(Bucket=INBOX, Key=key, Body=b"cold", StorageClass=storage_class)
+        assert s3.head_object(Bucket=INBOX, Key=key)["StorageClass"] == storage_class
+        with pytest.raises(ClientError) as info:
+            s3.get_object(Bucket=INBOX, Key=key)
+        assert error_of(info) == (403, "InvalidObjectState")
+        assert info.value.response["Error"]["StorageClass"] == storage_class
+        with pytest.raises(ClientError) as info:
+            s3.copy_object(Bucket=INBOX, Key=f"{tenant}/copy.bin", CopySource=f"{INBOX}/{key}")
+        assert error_of(info) == (403, "InvalidObjectState")
+    instant = f"{tenant}/ir.bin"
+    s3.put_object(Bucket=INBOX, Key=instant, Body=b"warm", StorageClass="GLACIER_IR")
+    assert s3.get_object(Bucket=INBOX, Key=instant)["Body"].read() == b"warm"
