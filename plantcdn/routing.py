@@ -92,6 +92,8 @@ def operation_for(
     """The S3 action a request asks for (``NotImplemented`` raises 501)."""
     # Methods are case-sensitive (RFC 9110, 9.1): "put" is no PUT, and is refused.
     unsupported = _UNSUPPORTED.intersection(query)
+    if unsupported == {"attributes"} and method == "GET" and target.key is not None:
+        return "GetObjectAttributes"  # the one use of ?attributes plantcdn answers
     if unsupported:
         raise S3Error("NotImplemented", extra={"Header": sorted(unsupported)[0]})
     if target.bucket is None:

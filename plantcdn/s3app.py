@@ -20,7 +20,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 from werkzeug.routing import PathConverter
 
-from plantcdn import bucketops, cors, multipart, objects, postobject
+from plantcdn import bucketops, cors, multipart, objectattributes, objects, postobject
 from plantcdn.call import Handler, S3Call, Services, new_request_ids, parse_query
 from plantcdn.cdn import CdnResource
 from plantcdn.config import Config
@@ -98,7 +98,7 @@ class S3App:
         )
         self.cdn = CdnResource(config, storage, clock=clock.seconds)
         self.handlers: dict[str, Handler] = {}
-        for module in (objects, bucketops, multipart, postobject, cors):
+        for module in (objects, objectattributes, bucketops, multipart, postobject, cors):
             self.handlers.update(module.HANDLERS)
 
     def resource(self) -> IResource:

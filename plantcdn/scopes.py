@@ -73,6 +73,7 @@ OPERATION_CATEGORIES: Mapping[str, str] = {
     # read: the object's bytes or its description
     "GetObject": "read",
     "HeadObject": "read",
+    "GetObjectAttributes": "read",
     "GetObjectTagging": "read",
     "GetObjectAcl": "read",
     "CopySource": "read",  # the source of CopyObject / UploadPartCopy
