@@ -17,10 +17,10 @@ from xml.sax.saxutils import escape
 from twisted.internet.defer import Deferred
 
 from plantcdn.call import Handler, S3Call, Services
-from plantcdn.digests import PayloadDigest, checksums_from_headers
+from plantcdn.digests import ALGORITHMS, PayloadDigest, checksums_from_headers
 from plantcdn.errors import S3Error
 from plantcdn.formdata import Field, FileData, FileEnd, FileStart, FormEvent, FormReader
-from plantcdn.objects import CANNED_ACLS, stored_content_encoding
+from plantcdn.objects import CANNED_ACLS, STORAGE_CLASSES, stored_content_encoding
 from plantcdn.postpolicy import (
     decode_policy,
     evaluate_policy,
@@ -34,6 +34,41 @@ from plantcdn.verification import user_metadata
 from plantcdn.writer import MAX_PUT_SIZE, UploadWriter, pump_file
 
 __all__ = ["HANDLERS", "PostUpload", "post_location"]
+
+
+def check_checksum_algorithm(fields: Mapping[str, str], checksums: Mapping[str, str]) -> None:
+    """``x-amz-checksum-algorithm`` needs the value of that very algorithm.
+
+    POST Object, "Form fields": "If a value is specified, you must include the
+    matching checksum header. Otherwise, your request will generate a 400
+    error."  A value of another algorithm is BadDigest, as the PutObject API
+    reference says for ``x-amz-sdk-checksum-algorithm``; none at all is
+    InvalidRequest (no code is documented for it).
+    """
+    raw = fields.get("x-amz-checksum-algorithm")
+    if raw is None:
+        return
+    algorithm = raw.strip().upper()
+    if algorithm not in ALGORITHMS:
+        raise S3Error(
+            "InvalidRequest",
+            "Checksum algorithm provided is unsupported. Please try again with any of the "
+            f"valid types: [{', '.join(ALGORITHMS)}]",
+        )
+    if algorithm in checksums:
+        return
+    if checksums:
+        other = next(iter(checksums))
+        raise S3Error(
+            "BadDigest",
+            f"x-amz-checksum-algorithm is {algorithm} but the checksum provided is "
+            f"x-amz-checksum-{other.lower()}.",
+        )
+    raise S3Error(
+        "InvalidRequest",
+        f"x-amz-checksum-algorithm specified, but no x-amz-checksum-{algorithm.lower()} "
+        "field was found.",
+    )
 
 
 class PostUpload:
@@ -98,8 +133,14 @@ class PostUpload:
         acl = fields.get("acl")
         if acl is not None and acl not in CANNED_ACLS:
             raise S3Error("InvalidArgument", extra={"ArgumentName": "acl", "ArgumentValue": acl})
+        # PutObject's x-amz-storage-class check (objects.check_write_headers), on the field.
+        storage_class = fields.get("x-amz-storage-class")
+        if storage_class is not None and storage_class not in STORAGE_CLASSES:
+            raise S3Error("InvalidStorageClass", extra={"StorageClassRequested": storage_class})
         user_metadata(fields)
-        digest = PayloadDigest(checksums=checksums_from_headers(fields))
+        checksums = checksums_from_headers(fields)
+        digest = PayloadDigest(content_md5=fields.get("content-md5"), checksums=checksums)
+        check_checksum_algorithm(fields, checksums)
         self.key = key
         self.writer = UploadWriter(
             self.svc.storage,
