@@ -6,6 +6,11 @@ signature and policy are verified (``postpolicy``) and only then are the
 file's bytes streamed into an :class:`~plantcdn.writer.UploadWriter` that
 enforces ``content-length-range`` as they arrive.  Follows the S3 API
 reference "POST Object" and "Browser-based uploads using POST".
+
+Every form field PutObject has a header for is checked the way PutObject
+checks that header (``Content-MD5``, ``x-amz-checksum-*``,
+``x-amz-storage-class``, ``acl``) and ``tagging`` the way PutObjectTagging
+checks its body, all before the first byte of the file is written.
 """
 
 from __future__ import annotations
@@ -30,10 +35,61 @@ from plantcdn.postpolicy import (
 )
 from plantcdn.storage import Bucket, ObjectMeta
 from plantcdn.streaming import streamed_sink
+from plantcdn.subresources import MAX_TAGGING_BODY, validate_tags
 from plantcdn.verification import user_metadata
 from plantcdn.writer import MAX_PUT_SIZE, UploadWriter, pump_file
+from plantcdn.xmlbody import child, children, local_name, parse_xml
 
 __all__ = ["HANDLERS", "PostUpload", "post_location"]
+
+
+#: Fields whose value is a URL: ``${filename}`` goes in percent-encoded.
+_URL_FIELDS = frozenset({"success_action_redirect", "redirect"})
+
+
+def expand_filename(fields: Mapping[str, str], filename: str) -> dict[str, str]:
+    """The fields with ``${filename}`` replaced, in a form each field can carry.
+
+    "The variable ${filename} is automatically replaced with the name of the
+    file provided by the user and is recognized by all form fields" (POST
+    Object, "Form fields").  A redirect URL gets the name percent-encoded, so
+    ``&``, ``#`` or a space in a file name cannot break the URL; ``tagging``
+    gets it XML-escaped, so the tag value is the file name rather than markup.
+    """
+    base = substitute_filename("${filename}", filename)
+    expanded = {}
+    for name, value in fields.items():
+        if name in _URL_FIELDS:
+            expanded[name] = value.replace("${filename}", quote(base, safe=""))
+        elif name == "tagging":
+            expanded[name] = value.replace("${filename}", escape(base))
+        else:
+            expanded[name] = value.replace("${filename}", base)
+    return expanded
+
+
+def stored_tagging(xml_text: str | None) -> str | None:
+    """The ``tagging`` field's XML tag set, stored as ``x-amz-tagging`` tags are.
+
+    POST Object, "Form fields": ``tagging`` is a ``<Tagging><TagSet>`` document
+    (not PutObject's ``k=v`` header form).  It is held to PutObjectTagging's
+    rules (subresources' validator), then kept in the ``k=v&k2=v2`` form
+    GetObjectTagging reads, exactly as PutObjectTagging stores it.
+    """
+    if xml_text is None:
+        return None
+    root = parse_xml(xml_text.encode("utf-8"), MAX_TAGGING_BODY)
+    tag_set = child(root, "TagSet") if local_name(root) == "Tagging" else None
+    if tag_set is None:
+        raise S3Error("MalformedXML")
+    tags: list[tuple[str, str]] = []
+    for tag in children(tag_set, "Tag"):
+        key, value = child(tag, "Key"), child(tag, "Value")
+        if key is None or value is None:
+            raise S3Error("MalformedXML")
+        tags.append((key.text or "", value.text or ""))
+    validate_tags(tags)
+    return urlencode(tags, quote_via=quote) if tags else None
 
 
 def check_checksum_algorithm(fields: Mapping[str, str], checksums: Mapping[str, str]) -> None:
@@ -82,6 +138,9 @@ class PostUpload:
         self.now = now
         self.reader = FormReader(content_type)
         self.fields: dict[str, str] = {}
+        #: The fields with ${filename} expanded, once the file part has started.
+        self.expanded: dict[str, str] = {}
+        self.tagging: str | None = None
         self.writer: UploadWriter | None = None
         self.key: str | None = None
         self.file_done = False
@@ -130,17 +189,20 @@ class PostUpload:
         self.svc.verifier.check_write_key(key)
         # Scoped credentials: the final key (after ${filename}) must be in the signer's scope.
         self.svc.verifier.authorize(signer.access_key_id, "PostObject", self.bucket.name, key)
-        acl = fields.get("acl")
+        expanded = expand_filename(fields, filename)
+        acl = expanded.get("acl")
         if acl is not None and acl not in CANNED_ACLS:
             raise S3Error("InvalidArgument", extra={"ArgumentName": "acl", "ArgumentValue": acl})
         # PutObject's x-amz-storage-class check (objects.check_write_headers), on the field.
-        storage_class = fields.get("x-amz-storage-class")
+        storage_class = expanded.get("x-amz-storage-class")
         if storage_class is not None and storage_class not in STORAGE_CLASSES:
             raise S3Error("InvalidStorageClass", extra={"StorageClassRequested": storage_class})
-        user_metadata(fields)
-        checksums = checksums_from_headers(fields)
-        digest = PayloadDigest(content_md5=fields.get("content-md5"), checksums=checksums)
-        check_checksum_algorithm(fields, checksums)
+        user_metadata(expanded)
+        self.tagging = stored_tagging(expanded.get("tagging"))
+        checksums = checksums_from_headers(expanded)
+        digest = PayloadDigest(content_md5=expanded.get("content-md5"), checksums=checksums)
+        check_checksum_algorithm(expanded, checksums)
+        self.expanded = expanded
         self.key = key
         self.writer = UploadWriter(
             self.svc.storage,
@@ -151,7 +213,6 @@ class PostUpload:
                          MAX_PUT_SIZE),
             min_size=verdict.min_length or 0,
         )
-        self._filename = filename
 
     def finish(self, reactor: object = None) -> Deferred[ObjectMeta]:
         """The body has ended: publish the file (or fail with what S3 would answer).
@@ -164,10 +225,7 @@ class PostUpload:
                 self._handle(event)
             if self.writer is None or self.key is None or not self.file_done:
                 raise S3Error("MalformedPOSTRequest")
-            fields = {
-                name: substitute_filename(value, self._filename)
-                for name, value in self.fields.items()
-            }
+            fields = self.expanded
             meta = user_metadata(fields)
             now = self.svc.clock.seconds()
             return self.writer.finish_durably(
@@ -184,7 +242,7 @@ class PostUpload:
                     checksums=dict(result.checksums),
                     checksum_type="FULL_OBJECT" if result.checksums else None,
                     acl=fields.get("acl"),
-                    tagging=fields.get("tagging"),
+                    tagging=self.tagging,
                     storage_class=fields.get("x-amz-storage-class"),
                 ),
                 reactor,
@@ -215,7 +273,10 @@ def _redirect(url: str, bucket: str, key: str, etag: str) -> str | None:
 
 def _success(call: S3Call, fields: Mapping[str, str], bucket: str, key: str,
              meta: ObjectMeta, location: str) -> bytes:
-    """Answer as ``success_action_redirect`` / ``success_action_status`` ask."""
+    """Answer as ``success_action_redirect`` / ``success_action_status`` ask.
+
+    *fields* have ``${filename}`` expanded.
+    """
     call.set_header("ETag", meta.etag)
     call.set_header("Location", location)
     redirect = fields.get("success_action_redirect") or fields.get("redirect")
@@ -258,7 +319,7 @@ async def post_object(svc: Services, call: S3Call) -> bytes:
     meta = await upload.finish(svc.clock)
     assert upload.key is not None
     location = post_location(call, svc.config.base_url, bucket.name, upload.key)
-    return _success(call, upload.fields, bucket.name, upload.key, meta, location)
+    return _success(call, upload.expanded, bucket.name, upload.key, meta, location)
 
 
 HANDLERS: dict[str, Handler] = {"PostObject": post_object}

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import zlib
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from botocore.exceptions import ClientError
@@ -76,6 +77,120 @@ def test_malformed_content_md5_is_invalid_digest(
     """A Content-MD5 field that is not a base64 MD5: 400 InvalidDigest, nothing stored."""
     form = signed(server, f"{tenant}/md5odd.png", {"Content-MD5": value})
     refused(server, inbox, Body(form), 400, "InvalidDigest")
+
+
+# ---------------------------------------------------------------------------
+# 2. tagging
+
+
+def test_tagging_field_is_read_back_by_get_object_tagging(
+    server: RunningServer, tenant: str
+) -> None:
+    """A <Tagging> field's tags come back from GetObjectTagging, ${filename} expanded."""
+    xml = tagging_xml(("plant", "fern & co"), ("source", "${filename}"))
+    xml = xml.replace("fern & co", "fern &amp; co")
+    form = signed(server, f"{tenant}/t/${{filename}}", {"tagging": xml})
+    answer = post(server, Body(form, filename="a&b <1>.png"))
+    assert answer.status == 204, answer
+    got = s3(server).get_object_tagging(Bucket=INBOX, Key=f"{tenant}/t/a&b <1>.png")
+    assert got["TagSet"] == [
+        {"Key": "plant", "Value": "fern & co"},
+        {"Key": "source", "Value": "a&b <1>.png"},
+    ]
+
+
+def test_tagging_field_reads_back_like_the_tagging_header(
+    server: RunningServer, tenant: str
+) -> None:
+    """The same tag set sent as a POST field and as PutObject's x-amz-tagging reads back equal."""
+    tags = [("k 1", "v/1"), ("k2", "")]
+    form = signed(server, f"{tenant}/post.png", {"tagging": tagging_xml(*tags)})
+    assert post(server, Body(form)).status == 204
+    client = s3(server)
+    client.put_object(Bucket=INBOX, Key=f"{tenant}/put.png", Body=PHOTO, Tagging="k%201=v%2F1&k2=")
+    from_post = client.get_object_tagging(Bucket=INBOX, Key=f"{tenant}/post.png")["TagSet"]
+    from_put = client.get_object_tagging(Bucket=INBOX, Key=f"{tenant}/put.png")["TagSet"]
+    assert from_post == from_put == [{"Key": "k 1", "Value": "v/1"}, {"Key": "k2", "Value": ""}]
+
+
+def _put_object_tagging_error(
+    server: RunningServer, tenant: str, tags: list[tuple[str, str]]
+) -> dict[str, str]:
+    """What PutObjectTagging answers for *tags* (on an object made for the purpose)."""
+    client = s3(server)
+    key = f"{tenant}/tagged-by-put.png"
+    client.put_object(Bucket=INBOX, Key=key, Body=b"x")
+    with pytest.raises(ClientError) as caught:
+        client.put_object_tagging(
+            Bucket=INBOX,
+            Key=key,
+            Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags]},
+        )
+    error: dict[str, str] = caught.value.response["Error"]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("tags", "code"),
+    [
+        ([("a", "1"), ("a", "2")], "InvalidTag"),
+        ([(f"k{i}", "v") for i in range(11)], "BadRequest"),
+        ([("aws:reserved", "v")], "InvalidTag"),
+    ],
+    ids=["duplicate-keys", "eleven-tags", "aws-prefix"],
+)
+def test_invalid_tag_set_is_refused_as_put_object_tagging_refuses_it(
+    server: RunningServer,
+    tenant: str,
+    inbox: dict[str, bytes],
+    tags: list[tuple[str, str]],
+    code: str,
+) -> None:
+    """A tag set PutObjectTagging refuses is refused by POST with the same code and message."""
+    expected = _put_object_tagging_error(server, tenant, tags)
+    before = dict(inbox)
+    before.update({f"{tenant}/tagged-by-put.png": b"x"})
+    form = signed(server, f"{tenant}/badtags.png", {"tagging": tagging_xml(*tags)})
+    error = refused(server, before, Body(form), 400, code)
+    assert error["Message"] == expected["Message"]
+    assert expected["Code"] == code
+
+
+@pytest.mark.parametrize(
+    "xml",
+    ["plant=fern", "<Tagging><TagSet><Tag><Key>a</Key></Tag></TagSet></Tagging>", "<Tagging>"],
+    ids=["header-form", "no-value", "unclosed"],
+)
+def test_malformed_tagging_xml(
+    server: RunningServer, tenant: str, inbox: dict[str, bytes], xml: str
+) -> None:
+    """A tagging field that is not a <Tagging><TagSet> document: 400 MalformedXML."""
+    form = signed(server, f"{tenant}/badxml.png", {"tagging": xml})
+    refused(server, inbox, Body(form), 400, "MalformedXML")
+
+
+# ---------------------------------------------------------------------------
+# 3. ${filename} in the redirect
+
+
+@pytest.mark.parametrize("field", ["success_action_redirect", "redirect"])
+def test_redirect_expands_filename(server: RunningServer, tenant: str, field: str) -> None:
+    """${filename} in the redirect URL becomes the file's name (percent-encoded)."""
+    target = "http://localhost:8000/done/${filename}?name=${filename}"
+    form = presign(
+        server,
+        f"{tenant}/r/${{filename}}",
+        fields={field: target},
+        conditions=[["starts-with", f"${field}", "http://localhost:8000/done/"]],
+    )
+    answer = post(server, Body(form, filename="C:\\photos\\my leaf&1.png"))
+    assert answer.status == 303, answer
+    location = urlsplit(answer.headers["location"])
+    assert location.path == "/done/my%20leaf%261.png"
+    query = parse_qs(location.query)
+    assert query["name"] == ["my leaf&1.png"]
+    assert query["key"] == [f"{tenant}/r/my leaf&1.png"]
+    assert (server.bucket_dir(INBOX) / tenant / "r" / "my leaf&1.png").read_bytes() == PHOTO
 
 
 # ---------------------------------------------------------------------------
