@@ -275,9 +275,16 @@ def _success(call: S3Call, fields: Mapping[str, str], bucket: str, key: str,
              meta: ObjectMeta, location: str) -> bytes:
     """Answer as ``success_action_redirect`` / ``success_action_status`` ask.
 
-    *fields* have ``${filename}`` expanded.
+    *fields* have ``${filename}`` expanded.  Every answer carries the headers
+    PutObject's does: the ETag, the stored checksum and SSE-S3 (S3 encrypts
+    every new object; POST Object, "Responses").
     """
     call.set_header("ETag", meta.etag)
+    for algorithm, value in meta.checksums.items():
+        call.set_header(f"x-amz-checksum-{algorithm.lower()}", value)
+    if meta.checksum_type:
+        call.set_header("x-amz-checksum-type", meta.checksum_type)
+    call.set_header("x-amz-server-side-encryption", "AES256")
     call.set_header("Location", location)
     redirect = fields.get("success_action_redirect") or fields.get("redirect")
     if redirect:

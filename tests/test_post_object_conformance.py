@@ -20,9 +20,11 @@ from botocore.exceptions import ClientError
 from conftest import INBOX, RunningServer
 from test_post_object import (
     PHOTO,
+    Answer,
     Body,
     Field,
     inbox,
+    md5_etag,
     post,
     presign,
     refused,
@@ -254,3 +256,39 @@ def test_valid_storage_class_is_stored(server: RunningServer, tenant: str) -> No
     assert s3(server).head_object(Bucket=INBOX, Key=f"{tenant}/ia.png")["StorageClass"] == (
         "STANDARD_IA"
     )
+
+
+# ---------------------------------------------------------------------------
+# 6. Success headers
+
+
+@pytest.mark.parametrize(
+    ("extra", "status"),
+    [
+        ({}, 204),
+        ({"success_action_status": "200"}, 200),
+        ({"success_action_status": "201"}, 201),
+        ({"success_action_redirect": "http://localhost:8000/ok"}, 303),
+    ],
+    ids=["204", "200", "201", "303"],
+)
+def test_success_carries_sse_and_checksum_headers(
+    server: RunningServer, tenant: str, extra: dict[str, str], status: int
+) -> None:
+    """Every success answer says AES256 and echoes the checksum that was stored."""
+    form = signed(server, f"{tenant}/h.png", {"x-amz-checksum-crc32": CRC32, **extra})
+    answer: Answer = post(server, Body(form))
+    assert answer.status == status, answer
+    assert answer.headers["x-amz-server-side-encryption"] == "AES256"
+    assert answer.headers["x-amz-checksum-crc32"] == CRC32
+    assert answer.headers["etag"] == md5_etag(PHOTO)
+
+
+def test_success_without_checksum_has_no_checksum_header(
+    server: RunningServer, tenant: str
+) -> None:
+    """Without a checksum field the answer names no checksum, but still says AES256."""
+    answer = post(server, Body(signed(server, f"{tenant}/plain.png", {})))
+    assert answer.status == 204, answer
+    assert answer.headers["x-amz-server-side-encryption"] == "AES256"
+    assert not [name for name in answer.headers if name.startswith("x-amz-checksum-")]
