@@ -214,6 +214,7 @@ async def copy_object(svc: Services, call: S3Call) -> bytes:
                 acl=call.headers.get("x-amz-acl"),
                 storage_class=call.headers.get("x-amz-storage-class"),
                 parts_count=None,
+                part_runs=None,
             )
         tagging = (
             call.headers.get("x-amz-tagging") if tagging_directive == "REPLACE" else meta.tagging

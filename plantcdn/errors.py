@@ -67,6 +67,7 @@ ERRORS: Mapping[str, tuple[int, str]] = {
         400,
         "The list of parts was not in ascending order. Parts must be ordered by part number.",
     ),
+    "InvalidPartNumber": (416, "The requested partnumber is not satisfiable"),
     "InvalidPolicyDocument": (
         400,
         "The content of the form does not meet the conditions specified in the policy "

@@ -57,6 +57,7 @@ from plantcdn.objects import (
     payload_reader,
     stored_content_encoding,
 )
+from plantcdn.partnumber import part_runs
 from plantcdn.s3shared import owner, send_xml
 from plantcdn.storage import Bucket, ObjectMeta
 from plantcdn.streaming import streamed_sink
@@ -840,6 +841,7 @@ async def _complete(
                 checksums=checksums,
                 checksum_type=checksum_type,
                 parts_count=len(records),
+                part_runs=part_runs(r.size for r in records),
                 **state.object_fields,
             ),
         )

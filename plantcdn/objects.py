@@ -19,6 +19,7 @@ from plantcdn.call import Handler, S3Call, Services
 from plantcdn.conditions import NOT_MODIFIED, etag_matches, evaluate_preconditions, parse_range
 from plantcdn.digests import ALGORITHMS, DigestResult, PayloadDigest, checksums_from_headers
 from plantcdn.errors import S3Error
+from plantcdn.partnumber import part_span
 from plantcdn.storage import Bucket, ObjectMeta, StoredObject
 from plantcdn.streaming import streamed_sink
 from plantcdn.verification import user_metadata
@@ -283,8 +284,6 @@ def object_headers(meta: ObjectMeta) -> dict[str, str]:
             headers[name] = value
     for name, value in meta.user_metadata.items():
         headers[f"x-amz-meta-{name}"] = value
-    if meta.parts_count:
-        headers["x-amz-mp-parts-count"] = str(meta.parts_count)
     return headers
 
 
@@ -362,7 +361,17 @@ def _respond_with_object(
     for param, header in RESPONSE_OVERRIDES.items():
         if param in call.query:
             headers[header] = call.query[param]
-    span = parse_range(call.headers.get("range"), meta.size)
+    part = call.query.get("partNumber")
+    if part is None:
+        span = parse_range(call.headers.get("range"), meta.size)
+    else:
+        if "range" in call.headers:
+            raise S3Error(
+                "InvalidRequest", "Cannot specify both Range header and partNumber query parameter"
+            )
+        span = part_span(part, meta.size, meta.part_runs, meta.parts_count)
+        if meta.parts_count:
+            headers["x-amz-mp-parts-count"] = str(meta.parts_count)
     offset, length = 0, meta.size
     if span is not None:
         offset, length = span[0], span[1] - span[0] + 1

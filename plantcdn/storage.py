@@ -23,7 +23,7 @@ import json
 import os
 import stat
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -64,6 +64,7 @@ class ObjectMeta:
     tagging: str | None = None
     storage_class: str | None = None
     parts_count: int | None = None
+    part_runs: Sequence[Sequence[int]] | None = None  # [[size, count], ...], see partnumber
 
     def to_json(self) -> bytes:
         return record_to_json(self)

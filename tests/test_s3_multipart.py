@@ -100,7 +100,8 @@ def test_upload_file_20mb_is_multipart_and_round_trips(
     assert head["ETag"] == multipart_etag(parts)
     assert head["ContentLength"] == len(body)
     assert head["ContentType"] == "image/jpeg"
-    assert head["ResponseMetadata"]["HTTPHeaders"]["x-amz-mp-parts-count"] == "3"
+    assert "x-amz-mp-parts-count" not in head["ResponseMetadata"]["HTTPHeaders"]
+    assert s3.head_object(Bucket=INBOX, Key=key, PartNumber=1)["PartsCount"] == 3
     if checksums == "when_supported":
         # boto3 asks for CRC32 on Create; S3 answers a COMPOSITE checksum.
         composite = b64(crc32(b"".join(crc32(p) for p in parts))) + "-3"
