@@ -161,10 +161,17 @@ def payload_reader(call: S3Call) -> tuple[PayloadDigest, AwsChunkedDecoder | Non
         sha256 = None
     else:
         sha256 = mode
+    checksums = checksums_from_headers(call.headers)
+    if "x-amz-sdk-checksum-algorithm" in call.headers and not checksums and not trailer:
+        raise S3Error(
+            "InvalidRequest",
+            "x-amz-sdk-checksum-algorithm specified, but no corresponding x-amz-checksum-* or "
+            "x-amz-trailer headers were found.",
+        )
     digest = PayloadDigest(
         content_md5=call.headers.get("content-md5"),
         content_sha256=sha256,
-        checksums=checksums_from_headers(call.headers),
+        checksums=checksums,
         trailer_algorithm=trailer_algorithm,
     )
     return digest, decoder

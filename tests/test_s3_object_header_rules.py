@@ -6,11 +6,16 @@ Each refusal has S3's status and code and changes nothing on disk.
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-from conftest import INBOX, RunningServer, snapshot, temp_files
+from conftest import INBOX, REGION, RunningServer, snapshot, temp_files
 
 
 def error_of(info: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
@@ -84,3 +89,21 @@ def test_archived_objects_must_be_restored_before_they_are_read(
     instant = f"{tenant}/ir.bin"
     s3.put_object(Bucket=INBOX, Key=instant, Body=b"warm", StorageClass="GLACIER_IR")
     assert s3.get_object(Bucket=INBOX, Key=instant)["Body"].read() == b"warm"
+
+
+def test_sdk_checksum_algorithm_needs_its_checksum(server: RunningServer, tenant: str) -> None:
+    """``x-amz-sdk-checksum-algorithm`` promises an ``x-amz-checksum-*`` header or
+    trailer; without either S3 refuses the upload (400 InvalidRequest)."""
+    url = f"{server.url}/{INBOX}/{tenant}/sdk.bin"
+    body = b"hello world"
+    request = AWSRequest(
+        method="PUT", url=url, data=body, headers={"x-amz-sdk-checksum-algorithm": "CRC32"}
+    )
+    S3SigV4Auth(Credentials(server.access_key, server.secret_key), "s3", REGION).add_auth(request)
+    prepared = urllib.request.Request(url, data=body, method="PUT", headers=dict(request.headers))
+    before = snapshot(server.bucket_dir(INBOX))
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(prepared)
+    assert info.value.code == 400
+    assert b"<Code>InvalidRequest</Code>" in info.value.read()
+    assert snapshot(server.bucket_dir(INBOX)) == before
