@@ -215,6 +215,8 @@ async def copy_object(svc: Services, call: S3Call) -> bytes:
                 storage_class=call.headers.get("x-amz-storage-class"),
                 parts_count=None,
                 part_runs=None,
+                # Never copied with the metadata: S3 takes it from the request alone.
+                website_redirect_location=call.headers.get("x-amz-website-redirect-location"),
             )
         tagging = (
             call.headers.get("x-amz-tagging") if tagging_directive == "REPLACE" else meta.tagging

@@ -75,6 +75,10 @@ ERRORS: Mapping[str, tuple[int, str]] = {
     ),
     "InvalidRange": (416, "The requested range is not satisfiable"),
     "InvalidObjectState": (403, "The operation is not valid for the object's storage class"),
+    "InvalidRedirectLocation": (
+        400,
+        "The website redirect location must have a prefix of 'http://' or 'https://' or '/'.",
+    ),
     "InvalidRequest": (400, "Invalid Request"),
     "InvalidStorageClass": (400, "The storage class you specified is not valid"),
     "InvalidTag": (400, "The tag provided was not a valid tag."),

@@ -222,6 +222,7 @@ async def create_multipart_upload(svc: Services, call: S3Call) -> bytes:
         "acl": h.get("x-amz-acl"),
         "tagging": h.get("x-amz-tagging"),
         "storage_class": h.get("x-amz-storage-class"),
+        "website_redirect_location": h.get("x-amz-website-redirect-location"),
     }
     assert call.auth is not None
     now = svc.clock.seconds()

@@ -101,6 +101,12 @@ def check_write_headers(call: S3Call) -> None:
         )
     if any(name in headers for name in _OBJECT_LOCK):
         raise S3Error("InvalidRequest", "Bucket is missing Object Lock Configuration")
+    redirect = headers.get("x-amz-website-redirect-location")
+    if redirect is not None and not redirect.startswith(("/", "http://", "https://")):
+        raise S3Error(
+            "InvalidRedirectLocation",
+            "The website redirect location must have a prefix of 'http://' or 'https://' or '/'.",
+        )
     tagging = headers.get("x-amz-tagging")
     if tagging:
         from plantcdn.subresources import tags_from_header, validate_tags  # imports this module
@@ -206,6 +212,7 @@ def describe_upload(
         acl=h.get("x-amz-acl"),
         tagging=h.get("x-amz-tagging"),
         storage_class=h.get("x-amz-storage-class"),
+        website_redirect_location=h.get("x-amz-website-redirect-location"),
     )
 
 
@@ -286,6 +293,7 @@ def object_headers(meta: ObjectMeta) -> dict[str, str]:
         ("Cache-Control", meta.cache_control),
         ("Expires", meta.expires),
         ("x-amz-storage-class", meta.storage_class if meta.storage_class != "STANDARD" else None),
+        ("x-amz-website-redirect-location", meta.website_redirect_location),
     ):
         if value is not None:
             headers[name] = value

@@ -63,6 +63,7 @@ class ObjectMeta:
     acl: str | None = None
     tagging: str | None = None
     storage_class: str | None = None
+    website_redirect_location: str | None = None
     parts_count: int | None = None
     part_runs: Sequence[Sequence[int]] | None = None  # [[size, count], ...], see partnumber
 

@@ -107,3 +107,34 @@ def test_sdk_checksum_algorithm_needs_its_checksum(server: RunningServer, tenant
     assert info.value.code == 400
     assert b"<Code>InvalidRequest</Code>" in info.value.read()
     assert snapshot(server.bucket_dir(INBOX)) == before
+
+
+def test_website_redirect_location_is_kept_and_checked(server: RunningServer, tenant: str) -> None:
+    """Stored with the object and shown by GET and HEAD; not copied along with the
+    metadata (S3 takes it from the copy request only); a value that is neither a path
+    nor an http(s) URL is 400 InvalidRedirectLocation."""
+    s3: Any = server.client()
+    key = f"{tenant}/page.html"
+    s3.put_object(Bucket=INBOX, Key=key, Body=b"x", WebsiteRedirectLocation="/other.html")
+    assert s3.head_object(Bucket=INBOX, Key=key)["WebsiteRedirectLocation"] == "/other.html"
+    assert s3.get_object(Bucket=INBOX, Key=key)["WebsiteRedirectLocation"] == "/other.html"
+    s3.copy_object(Bucket=INBOX, Key=f"{tenant}/copy.html", CopySource=f"{INBOX}/{key}")
+    assert "WebsiteRedirectLocation" not in s3.head_object(Bucket=INBOX, Key=f"{tenant}/copy.html")
+    upload = s3.create_multipart_upload(
+        Bucket=INBOX, Key=f"{tenant}/mp.html", WebsiteRedirectLocation="https://example.com/"
+    )
+    part = s3.upload_part(
+        Bucket=INBOX, Key=f"{tenant}/mp.html", UploadId=upload["UploadId"], PartNumber=1, Body=b"y"
+    )
+    s3.complete_multipart_upload(
+        Bucket=INBOX,
+        Key=f"{tenant}/mp.html",
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    head = s3.head_object(Bucket=INBOX, Key=f"{tenant}/mp.html")
+    assert head["WebsiteRedirectLocation"] == "https://example.com/"
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket=INBOX, Key=key, Body=b"z", WebsiteRedirectLocation="other.html")
+    assert error_of(info) == (400, "InvalidRedirectLocation")
+    assert s3.get_object(Bucket=INBOX, Key=key)["Body"].read() == b"x"
