@@ -27,6 +27,8 @@ from plantcdn.errors import S3Error
 from plantcdn.formdata import Field, FileData, FileEnd, FileStart, FormEvent, FormReader
 from plantcdn.objects import CANNED_ACLS, STORAGE_CLASSES, stored_content_encoding
 from plantcdn.postpolicy import (
+    Policy,
+    PolicyVerdict,
     decode_policy,
     evaluate_policy,
     missing_field,
@@ -45,6 +47,29 @@ __all__ = ["HANDLERS", "PostUpload", "post_location"]
 
 #: Fields whose value is a URL: ``${filename}`` goes in percent-encoded.
 _URL_FIELDS = frozenset({"success_action_redirect", "redirect"})
+
+
+def _evaluate(
+    policy: Policy, fields: Mapping[str, str], filename: str, *, bucket: str, now: float
+) -> PolicyVerdict:
+    """The policy's verdict on the fields as submitted or, failing that, with
+    ``${filename}`` replaced.
+
+    The User Guide ("HTML forms") matches conditions against the expanded
+    fields; SDKs such as aws-sdk-ruby sign ``{"key": "uploads/${filename}"}``,
+    which S3 accepts too. A form that passes either way is accepted; one that
+    passes neither gets the refusal of the fields as submitted.
+    """
+    try:
+        return evaluate_policy(policy, fields, bucket=bucket, now=now)
+    except S3Error as refusal:
+        plain = {name: substitute_filename(value, filename) for name, value in fields.items()}
+        if plain == fields:
+            raise
+        try:
+            return evaluate_policy(policy, plain, bucket=bucket, now=now)
+        except S3Error:
+            raise refusal from None
 
 
 def expand_filename(fields: Mapping[str, str], filename: str) -> dict[str, str]:
@@ -183,8 +208,8 @@ class PostUpload:
         if "policy" not in fields:
             raise missing_field("Policy")
         policy = decode_policy(fields["policy"])
-        verdict = evaluate_policy(policy, fields, bucket=self.bucket.name, now=self.now)
         filename = start.filename or ""
+        verdict = _evaluate(policy, fields, filename, bucket=self.bucket.name, now=self.now)
         key = substitute_filename(fields["key"], filename)
         self.svc.verifier.check_write_key(key)
         # Scoped credentials: the final key (after ${filename}) must be in the signer's scope.

@@ -512,10 +512,10 @@ def evaluate_policy(
 
     Order: expiry; then every non-exempt field must be named by some condition
     ("Extra input fields"); then each condition in document order.  Values are
-    compared as submitted, before ``${filename}`` is substituted: SDKs that sign
-    ``{"key": "uploads/${filename}"}`` (aws-sdk-ruby's ``presigned_post``) work
-    against S3 only that way.  The ``bucket`` condition is checked against the
-    bucket the request addresses, not a form field.
+    compared as given (POST Object applies the policy to the fields as submitted
+    and, failing that, to the fields with ``${filename}`` replaced).  The
+    ``bucket`` condition is checked against the bucket the request addresses,
+    not a form field.
     """
     if now > policy.expiration.timestamp():
         raise _violation("Policy expired.")

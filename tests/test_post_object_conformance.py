@@ -292,3 +292,26 @@ def test_success_without_checksum_has_no_checksum_header(
     assert answer.status == 204, answer
     assert answer.headers["x-amz-server-side-encryption"] == "AES256"
     assert not [name for name in answer.headers if name.startswith("x-amz-checksum-")]
+
+
+def test_conditions_may_name_the_expanded_filename(server: RunningServer, tenant: str) -> None:
+    """"All variables within the form are expanded before the policy is validated"
+    (User Guide, HTML forms): an eq condition on the key and a metadata field as they
+    read once ``${filename}`` is replaced holds."""
+    form = presign(
+        server,
+        f"{tenant}/m/${{filename}}",
+        fields={"x-amz-meta-original": "${filename}"},
+        conditions=[
+            ["eq", "$key", f"{tenant}/m/leaf.png"],
+            {"x-amz-meta-original": "leaf.png"},
+        ],
+    )
+    answer = post(server, Body(form, filename="leaf.png"))
+    assert answer.status == 204, answer
+    head = s3(server).head_object(Bucket=INBOX, Key=f"{tenant}/m/leaf.png")
+    assert head["Metadata"] == {"original": "leaf.png"}
+    refused_form = presign(
+        server, f"{tenant}/m/${{filename}}", conditions=[["eq", "$key", f"{tenant}/m/leaf.png"]]
+    )
+    assert post(server, Body(refused_form, filename="other.png")).status == 403
