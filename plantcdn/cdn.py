@@ -25,7 +25,9 @@ AWS pages followed (Amazon CloudFront Developer Guide unless noted):
   :mod:`plantcdn.cfsigning`); signatures are checked before anything else;
 * "How CloudFront processes partial requests for an object (range GETs)" and
   "Caching and availability: conditional requests" (206/416, 304/412 with the
-  rules of S3 GetObject in :mod:`plantcdn.conditions`);
+  rules of S3 GetObject in :mod:`plantcdn.conditions`); several ranges in
+  ascending order without overlap are one 206 ``multipart/byteranges``
+  (RFC 9110 section 14.6), any other list of ranges the whole object, 200;
 * "Restrict access to an Amazon S3 origin": without ``s3:ListBucket`` a
   missing object is 403 ``AccessDenied`` (``PLANTCDN_CDN_MISSING=403``),
   with it 404 ``NoSuchKey`` (the default).
@@ -38,9 +40,10 @@ import errno
 import mimetypes
 import os
 import random
+import re
 import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 from xml.sax.saxutils import escape
@@ -215,8 +218,14 @@ class CdnResource(static.File):
         if hit is not None:
             st, version, body = hit
             span = self._prepare(request, key, st, version)
-            if span is not None and not head and span[1]:
-                offset, length = span
+            if span is None or head:
+                return b""
+            if isinstance(span, _Multipart):
+                request.write(span.join(body))
+                request.finish()
+                return NOT_DONE_YET
+            offset, length = span
+            if length:
                 request.write(body if length == len(body) else body[offset:offset + length])
                 request.finish()
                 return NOT_DONE_YET
@@ -233,15 +242,18 @@ class CdnResource(static.File):
         except BaseException:
             _close(fd)
             raise
-        if span is None:  # 304 Not Modified
+        if span is None or head:  # 304 Not Modified, or no body to send
             _close(fd)
             return b""
+        if isinstance(span, _Multipart):
+            _RangeProducer(request, fd, span.parts, span.tail).start()
+            return NOT_DONE_YET
         offset, length = span
-        if head or length == 0:
+        if length == 0:
             _close(fd)
             return b""
         if length > CHUNK:
-            _RangeProducer(request, fd, offset, length).start()
+            _RangeProducer(request, fd, ((b"", offset, length),)).start()
             return NOT_DONE_YET
         try:
             data = _read_exactly(fd, offset, length)
@@ -307,8 +319,13 @@ class CdnResource(static.File):
 
     def _prepare(
         self, request: Request, key: str, st: os.stat_result, version: ServedVersion
-    ) -> tuple[int, int] | None:
-        """Set the response status and headers; return the byte span to send (None: 304)."""
+    ) -> tuple[int, int] | _Multipart | None:
+        """Set the response status and headers; return what to send (None: 304).
+
+        ``(offset, length)`` of the object, or, for several ranges, the parts
+        of a ``multipart/byteranges`` body.  ``If-Range`` is not looked at,
+        for one range as for several (plantcdn does not implement it).
+        """
         meta = version.meta
         set_header = request.responseHeaders.setRawHeaders
         word, age = self.edge.status((key, st.st_ino, meta.etag), version.ttl)
@@ -321,7 +338,14 @@ class CdnResource(static.File):
             verdict = evaluate_preconditions(
                 _conditional_headers(request), meta.etag, meta.last_modified, now=self.clock()
             )
-            span = parse_range(_text(request.getHeader(b"range")), meta.size)
+            ranges: list[tuple[int, int]] | None = None
+            header = request.getHeader(b"range")
+            if header is None or b"," not in header:
+                span = parse_range(_text(header), meta.size)
+            else:
+                span, ranges = None, byte_ranges(header.decode("latin-1"), meta.size)
+                if ranges is not None and len(ranges) == 1:
+                    span, ranges = ranges[0], None
         except S3Error as error:
             raise self._s3_refusal(error) from None
         if verdict == NOT_MODIFIED:
@@ -332,6 +356,13 @@ class CdnResource(static.File):
             return None
         for name, value in version.headers:
             set_header(name, [value])
+        if ranges is not None:
+            content_type = request.responseHeaders.getRawHeaders(b"Content-Type", [b""])[0]
+            parts = _Multipart.of(ranges, meta.size, content_type)
+            request.setResponseCode(206)
+            set_header(b"Content-Type", [b"multipart/byteranges; boundary=" + parts.boundary])
+            set_header(b"Content-Length", [str(parts.length).encode("ascii")])
+            return parts
         offset, length = 0, meta.size
         if span is not None:
             offset, length = span[0], span[1] - span[0] + 1
@@ -552,22 +583,135 @@ def _method_not_allowed() -> _Refusal:
     return _Refusal(405, body, b"text/html", {"Allow": "GET, HEAD, OPTIONS"}, b"CloudFront")
 
 
+_RANGE_SPEC = re.compile(r"(\d*)[ \t]*-[ \t]*(\d*)")
+_UNIT = re.compile(r"[ \t]*bytes[ \t]*=")
+#: Larger numbers than any file has; longer digit strings stand for it (no huge int()).
+_BEYOND = 10**18
+
+
+def byte_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
+    """The inclusive byte ranges a ``Range`` header with a list asks for; None: the whole object.
+
+    CloudFront "generally follows the RFC specifications for the Range
+    header" but serves the whole object with 200 unless the ranges are in
+    ascending order, do not overlap and are all valid ("How CloudFront
+    processes partial requests for an object (range GETs)").  Of valid ranges,
+    those that start past the end are dropped (RFC 9110 section 14.1.1); if
+    none is left, 416 InvalidRange as for one range.  Empty list elements are
+    allowed (RFC 9110 section 5.6.1).  Headers without a comma never come
+    here: one range keeps :func:`plantcdn.conditions.parse_range`'s rules.
+    """
+    unit = _UNIT.match(header)
+    if unit is None:
+        return None
+    wanted: list[tuple[int, int]] = []
+    for spec in header[unit.end():].split(","):
+        spec = spec.strip(" \t")
+        if not spec:
+            continue
+        matched = _RANGE_SPEC.fullmatch(spec)
+        if matched is None:
+            return None
+        first_text, last_text = matched.groups()
+        if first_text:
+            first = _number(first_text)
+            last = _number(last_text) if last_text else _BEYOND
+            if last < first:
+                return None
+        elif last_text:  # a suffix: the last N bytes
+            first, last = max(0, size - _number(last_text)), size - 1
+            if last < first:  # "-0", or an empty object: nothing to send
+                first, last = _BEYOND, _BEYOND
+        else:
+            return None
+        if wanted and first <= wanted[-1][1]:
+            return None  # descending or overlapping: the whole object
+        wanted.append((first, last))
+    if not wanted:
+        return None
+    satisfiable = [(first, min(last, size - 1)) for first, last in wanted if first < size]
+    if not satisfiable:
+        raise S3Error(
+            "InvalidRange",
+            extra={"RangeRequested": header.strip(), "ActualObjectSize": str(size)},
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    return satisfiable
+
+
+def _number(digits: str) -> int:
+    return int(digits) if len(digits) < 19 else _BEYOND
+
+
+@frozen
+class _Multipart:
+    """A ``multipart/byteranges`` body (RFC 9110 section 14.6) of several ranges of an object.
+
+    ``parts`` are ``(separator, offset, length)``: the separator (boundary and
+    the part's Content-Type and Content-Range) is sent before the ``length``
+    bytes from ``offset``; ``tail`` closes the body.  Only these small
+    separators are held in memory; the bytes come from the file or the edge's
+    copy as they are sent.
+    """
+
+    boundary: bytes
+    parts: tuple[tuple[bytes, int, int], ...]
+    tail: bytes
+
+    @classmethod
+    def of(cls, ranges: Sequence[tuple[int, int]], size: int, content_type: bytes) -> _Multipart:
+        boundary = random.randbytes(12).hex().encode("ascii")
+        parts = tuple(
+            (
+                b"%s--%s\r\nContent-Type: %s\r\nContent-Range: bytes %d-%d/%d\r\n\r\n"
+                % (b"\r\n" if index else b"", boundary, content_type, first, last, size),
+                first,
+                last - first + 1,
+            )
+            for index, (first, last) in enumerate(ranges)
+        )
+        return cls(boundary, parts, b"\r\n--%s--\r\n" % boundary)
+
+    @property
+    def length(self) -> int:
+        """The Content-Length of the whole body."""
+        return sum(len(separator) + length for separator, _, length in self.parts) + len(
+            self.tail
+        )
+
+    def join(self, body: bytes) -> bytes:
+        """The whole multipart body, cut from an object held in memory."""
+        pieces: list[bytes] = []
+        for separator, offset, length in self.parts:
+            pieces += (separator, body[offset:offset + length])
+        pieces.append(self.tail)
+        return b"".join(pieces)
+
+
 @implementer(IPushProducer)
 class _RangeProducer:
-    """Writes ``length`` bytes of an open file from ``offset`` while the transport wants them.
+    """Writes spans of an open file, each after its separator, while the transport wants them.
 
+    One range (or a large whole object) is one span with no separator; several
+    ranges are the parts of a :class:`_Multipart`, and *tail* ends the body.
     A push producer: it writes chunks until the transport pauses it (its buffer
     is full) and continues on resume, so memory per connection stays at about
     one chunk and no cooperator (global reactor) is involved.  It is bounded by
     the length announced in Content-Length: a file that shrank under us (a
     hand edit) aborts the connection rather than stalling or lying.
+    (Twisted's ``MultipleRangeStaticProducer`` would loop forever on such a
+    file, and reads through a file object; hence this one.)
     """
 
-    def __init__(self, request: Request, fd: int, offset: int, length: int) -> None:
+    def __init__(
+        self, request: Request, fd: int, spans: Iterable[tuple[bytes, int, int]], tail: bytes = b""
+    ) -> None:
         self.request: Request | None = request
         self.fd: int | None = fd
-        self.offset = offset
-        self.remaining = length
+        self.spans: Iterator[tuple[bytes, int, int]] = iter(spans)
+        self.tail = tail
+        self.offset = 0
+        self.remaining = 0
         self.paused = False
         self._producing = False
 
@@ -595,7 +739,15 @@ class _RangeProducer:
         try:
             while not self.paused and self.request is not None and self.fd is not None:
                 if self.remaining == 0:
+                    span = next(self.spans, None)
+                    if span is not None:
+                        separator, self.offset, self.remaining = span
+                        if separator:
+                            self.request.write(separator)
+                        continue
                     request, self.request = self.request, None
+                    if self.tail:
+                        request.write(self.tail)
                     request.unregisterProducer()
                     request.finish()
                     self._close()
