@@ -89,17 +89,27 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if first == "" and last == "":
         return None
     if first == "":
-        length = int(last)
+        length = _offset(last)
         if length == 0 or size == 0:
             raise _invalid_range(header, size)
         return max(0, size - length), size - 1
-    start = int(first)
-    end = int(last) if last != "" else size - 1
+    start = _offset(first)
+    end = _offset(last) if last != "" else size - 1
     if last != "" and end < start:
         return None
     if start >= size:
         raise _invalid_range(header, size)
     return start, min(end, size - 1)
+
+
+def _offset(digits: str) -> int:
+    """A byte offset; beyond any file's size when longer than 18 digits (Python refuses
+    to convert more than 4,300 digits, which made such a header a 500)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else _BEYOND
+
+
+_BEYOND = 1 << 63
 
 
 def _invalid_range(header: str, size: int) -> S3Error:

@@ -80,3 +80,24 @@ def test_if_modified_since_alone_compares_dates() -> None:
 
 def test_unparseable_dates_are_ignored() -> None:
     assert check(if_modified_since="yesterday", if_unmodified_since="soon") is None
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("bytes=0-" + "9" * 5000, (0, 99)),
+        ("bytes=" + "0" * 5000 + "5-9", (5, 9)),
+        ("bytes=-" + "9" * 5000, (0, 99)),
+    ],
+)
+def test_huge_range_numbers_are_read_not_a_server_error(
+    header: str, expected: tuple[int, int]
+) -> None:
+    """Python refuses int() of more than 4,300 digits: such offsets count as 'past the end'."""
+    assert parse_range(header, 100) == expected
+
+
+def test_a_huge_range_start_is_unsatisfiable() -> None:
+    with pytest.raises(S3Error) as info:
+        parse_range("bytes=" + "9" * 5000 + "-", 100)
+    assert info.value.code == "InvalidRange"
