@@ -17,7 +17,7 @@ from attrs import evolve, frozen
 
 from plantcdn.call import Handler, S3Call, Services
 from plantcdn.conditions import etag_matches
-from plantcdn.digests import ALGORITHMS, DigestResult, PayloadDigest
+from plantcdn.digests import DigestResult, PayloadDigest, requested_algorithm
 from plantcdn.errors import S3Error
 from plantcdn.objects import (
     ARCHIVED_CLASSES,
@@ -151,13 +151,8 @@ async def copy_object(svc: Services, call: S3Call) -> bytes:
     metadata_directive = _directive(call, "x-amz-metadata-directive")
     tagging_directive = _directive(call, "x-amz-tagging-directive")
     user_meta = user_metadata(call.headers) if metadata_directive == "REPLACE" else None
-    requested_algorithm = call.headers.get("x-amz-checksum-algorithm")
-    if requested_algorithm is not None and requested_algorithm.upper() not in ALGORITHMS:
-        raise S3Error(
-            "InvalidRequest",
-            "Checksum algorithm provided is unsupported. Please try again with any of the "
-            "valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]",
-        )
+    raw_algorithm = call.headers.get("x-amz-checksum-algorithm")
+    algorithm = requested_algorithm(raw_algorithm) if raw_algorithm is not None else None
 
     opened = svc.storage.open(source_bucket, source.key)
     if opened is None:
@@ -178,7 +173,7 @@ async def copy_object(svc: Services, call: S3Call) -> bytes:
             or "x-amz-storage-class" in call.headers
             or "x-amz-website-redirect-location" in call.headers
             or "x-amz-server-side-encryption" in call.headers
-            or requested_algorithm is not None
+            or algorithm is not None
         )
         if same_object and not changes:
             raise S3Error("InvalidRequest", _TO_ITSELF)
@@ -188,7 +183,7 @@ async def copy_object(svc: Services, call: S3Call) -> bytes:
                 "The specified copy source is larger than the maximum allowable size for a "
                 f"copy source: {MAX_PUT_SIZE}",
             )
-        algorithms = {requested_algorithm.upper()} if requested_algorithm else set(meta.checksums)
+        algorithms = {algorithm} if algorithm else set(meta.checksums)
         writer = UploadWriter(
             svc.storage, dest_bucket, dest_key, digest=PayloadDigest(compute=sorted(algorithms))
         )

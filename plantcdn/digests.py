@@ -39,6 +39,7 @@ from plantcdn.errors import S3Error
 
 __all__ = [
     "ALGORITHMS",
+    "requested_algorithm",
     "DigestResult",
     "PayloadDigest",
     "checksums_from_headers",
@@ -46,6 +47,21 @@ __all__ = [
 ]
 
 ALGORITHMS: Final = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
+
+
+def requested_algorithm(raw: str) -> str:
+    """An ``x-amz-checksum-algorithm`` value (CreateMultipartUpload, CopyObject, POST
+    Object's field) in canonical form, or S3's refusal of one it does not know."""
+    algorithm = raw.strip().upper()
+    if algorithm not in ALGORITHMS:
+        raise S3Error(
+            "InvalidRequest",
+            "Checksum algorithm provided is unsupported. Please try again with any of the "
+            f"valid types: [{', '.join(ALGORITHMS)}]",
+        )
+    return algorithm
+
+
 _DIGEST_BYTES: Final = {"CRC32": 4, "CRC32C": 4, "CRC64NVME": 8, "SHA1": 20, "SHA256": 32}
 _HEADER_PREFIX: Final = "x-amz-checksum-"
 #: x-amz-checksum-* headers that name no checksum value.

@@ -46,6 +46,7 @@ from plantcdn.digests import (
     DigestResult,
     PayloadDigest,
     checksums_from_headers,
+    requested_algorithm,
     trailer_algorithm,
 )
 from plantcdn.errors import S3Error, render_error_xml
@@ -166,13 +167,7 @@ def _checksum_config(headers: Mapping[str, str]) -> tuple[str | None, str | None
                 "x-amz-checksum-algorithm header.",
             )
         return None, None
-    algorithm = raw_algorithm.strip().upper()
-    if algorithm not in ALGORITHMS:
-        raise S3Error(
-            "InvalidRequest",
-            "Checksum algorithm provided is unsupported. Please try again with any of the "
-            f"valid types: [{', '.join(ALGORITHMS)}]",
-        )
+    algorithm = requested_algorithm(raw_algorithm)
     default = "FULL_OBJECT" if algorithm == "CRC64NVME" else "COMPOSITE"
     kind = (raw_type or default).strip().upper()
     if kind not in ("COMPOSITE", "FULL_OBJECT"):

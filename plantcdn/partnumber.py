@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from plantcdn.errors import S3Error
+from plantcdn.uploads import MAX_PART_NUMBER
 
-__all__ = ["MAX_PART_NUMBER", "part_runs", "part_span"]
-
-MAX_PART_NUMBER = 10_000
+__all__ = ["part_runs", "part_span"]
 
 
 def part_runs(sizes: Iterable[int]) -> list[list[int]]:

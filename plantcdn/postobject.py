@@ -22,7 +22,7 @@ from xml.sax.saxutils import escape
 from twisted.internet.defer import Deferred
 
 from plantcdn.call import Handler, S3Call, Services
-from plantcdn.digests import ALGORITHMS, PayloadDigest, checksums_from_headers
+from plantcdn.digests import PayloadDigest, checksums_from_headers, requested_algorithm
 from plantcdn.errors import S3Error
 from plantcdn.formdata import Field, FileData, FileEnd, FileStart, FormEvent, FormReader
 from plantcdn.objects import CANNED_ACLS, STORAGE_CLASSES, stored_content_encoding
@@ -37,10 +37,10 @@ from plantcdn.postpolicy import (
 )
 from plantcdn.storage import Bucket, ObjectMeta
 from plantcdn.streaming import streamed_sink
-from plantcdn.subresources import MAX_TAGGING_BODY, validate_tags
+from plantcdn.subresources import MAX_TAGGING_BODY, tags_of
 from plantcdn.verification import user_metadata
 from plantcdn.writer import MAX_PUT_SIZE, UploadWriter, pump_file
-from plantcdn.xmlbody import child, children, local_name, parse_xml
+from plantcdn.xmlbody import parse_xml
 
 __all__ = ["HANDLERS", "PostUpload", "post_location"]
 
@@ -103,17 +103,7 @@ def stored_tagging(xml_text: str | None) -> str | None:
     """
     if xml_text is None:
         return None
-    root = parse_xml(xml_text.encode("utf-8"), MAX_TAGGING_BODY)
-    tag_set = child(root, "TagSet") if local_name(root) == "Tagging" else None
-    if tag_set is None:
-        raise S3Error("MalformedXML")
-    tags: list[tuple[str, str]] = []
-    for tag in children(tag_set, "Tag"):
-        key, value = child(tag, "Key"), child(tag, "Value")
-        if key is None or value is None:
-            raise S3Error("MalformedXML")
-        tags.append((key.text or "", value.text or ""))
-    validate_tags(tags)
+    tags = tags_of(parse_xml(xml_text.encode("utf-8"), MAX_TAGGING_BODY))
     return urlencode(tags, quote_via=quote) if tags else None
 
 
@@ -129,13 +119,7 @@ def check_checksum_algorithm(fields: Mapping[str, str], checksums: Mapping[str, 
     raw = fields.get("x-amz-checksum-algorithm")
     if raw is None:
         return
-    algorithm = raw.strip().upper()
-    if algorithm not in ALGORITHMS:
-        raise S3Error(
-            "InvalidRequest",
-            "Checksum algorithm provided is unsupported. Please try again with any of the "
-            f"valid types: [{', '.join(ALGORITHMS)}]",
-        )
+    algorithm = requested_algorithm(raw)
     if algorithm in checksums:
         return
     if checksums:

@@ -14,6 +14,7 @@ for the tag limits.
 from __future__ import annotations
 
 from urllib.parse import parse_qsl, quote, urlencode
+from xml.etree.ElementTree import Element
 
 from attrs import evolve
 
@@ -76,6 +77,11 @@ def validate_tags(tags: list[tuple[str, str]]) -> None:
 def parse_tag_set(call: S3Call) -> list[tuple[str, str]]:
     """``<Tagging><TagSet><Tag><Key/><Value/></Tag>...`` from the request body."""
     root = read_xml_request(call, max_bytes=MAX_TAGGING_BODY, checksum_required=True)
+    return tags_of(root)
+
+
+def tags_of(root: Element) -> list[tuple[str, str]]:
+    """The valid tag set of a parsed ``<Tagging>`` document (PutObjectTagging's rules)."""
     tag_set = child(root, "TagSet") if local_name(root) == "Tagging" else None
     if tag_set is None:
         raise S3Error("MalformedXML")
