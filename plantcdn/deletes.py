@@ -17,6 +17,7 @@ from plantcdn.conditions import etag_matches
 from plantcdn.errors import ERRORS, S3Error
 from plantcdn.s3shared import bucket_of, check_version_id, key_of, read_xml_request, send_xml
 from plantcdn.storage import Bucket
+from plantcdn.writer import durably
 from plantcdn.xmlbody import Node, child, child_text, children, local_name, render
 
 __all__ = ["HANDLERS"]
@@ -47,8 +48,21 @@ async def delete_object(svc: Services, call: S3Call) -> bytes:
         if not etag_matches(if_match, found.meta.etag):
             raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"})
     _remove(svc, bucket, key)
+    await _sync(svc, bucket, [key])
     call.request.setResponseCode(204)
     return b""
+
+
+async def _sync(svc: Services, bucket: Bucket, keys: list[str]) -> None:
+    """Deletes are durable before they are acknowledged (fsync on), on the thread pool:
+    a folder's fsync must not stall every other connection."""
+    if not svc.storage.fsync or not keys:
+        return
+    try:
+        await durably(svc.clock, True, svc.storage.sync_removals, bucket, keys)
+    except OSError as exc:
+        log.error("could not sync deletes: {error}", error=str(exc))
+        raise S3Error("InternalError") from exc  # a retry of a delete is harmless
 
 
 def _remove(svc: Services, bucket: Bucket, key: str) -> None:
@@ -86,11 +100,13 @@ async def delete_objects(svc: Services, call: S3Call) -> bytes:
     if not wanted:
         raise S3Error("MalformedXML")
     results: list[Node] = []
+    removed: list[str] = []
     for key, version, etag in wanted:
         outcome = _out_of_scope(svc, call, bucket, key) or _delete_one(
             svc, bucket, key, version, etag
         )
         if outcome is None:
+            removed.append(key)
             if not quiet:
                 deleted: list[Node] = [("Key", key)]
                 if version is not None:
@@ -103,6 +119,7 @@ async def delete_objects(svc: Services, call: S3Call) -> bytes:
                 failed.append(("VersionId", version))
             failed += [("Code", code), ("Message", message)]
             results.append(("Error", failed))
+    await _sync(svc, bucket, removed)
     return send_xml(call, render("DeleteResult", results))
 
 

@@ -33,6 +33,7 @@ from awscrt import checksums as crt
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import Cooperator
+from twisted.logger import Logger
 
 from plantcdn.awschunked import AwsChunkedDecoder
 from plantcdn.call import Handler, S3Call, Services
@@ -80,6 +81,8 @@ from plantcdn.writer import (
 from plantcdn.xmlbody import Node, iso_timestamp, local_name, parse_xml, render
 
 __all__ = ["HANDLERS", "MIN_PART_SIZE"]
+
+log = Logger()
 
 #: "5 MiB to 5 GiB. There is no minimum size limit on the last part"
 #: (S3 User Guide, "Amazon S3 multipart upload limits").
@@ -854,6 +857,7 @@ async def _complete(
         keepalive.stop()
     with contextlib.suppress(S3Error):
         store.remove(bucket, state.upload_id)
+    await _sync_removal(svc, store, bucket)
     document = render(
         "CompleteMultipartUploadResult",
         [
@@ -884,8 +888,20 @@ async def abort_multipart_upload(svc: Services, call: S3Call) -> bytes:
     upload_id = _upload_id(call)
     store.load(bucket, upload_id, call.key)
     store.remove(bucket, upload_id)
+    await _sync_removal(svc, store, bucket)
     call.request.setResponseCode(204)
     return b""
+
+
+async def _sync_removal(svc: Services, store: UploadStore, bucket: Bucket) -> None:
+    """A finished upload's removal made durable (fsync on), on the thread pool.  The
+    upload is gone either way: a failed sync is logged, not turned into an error."""
+    if not store.fsync:
+        return
+    try:
+        await durably(svc.clock, True, store.sync_removal, bucket)
+    except OSError as exc:
+        log.error("could not sync the removal of an upload: {error}", error=str(exc))
 
 
 async def list_parts(svc: Services, call: S3Call) -> bytes:

@@ -261,7 +261,11 @@ async def put_object(svc: Services, call: S3Call) -> bytes:
 
     if "if-none-match" in call.headers or "if-match" in call.headers:
         # Check and publish in one step of the reactor thread: nothing comes between.
-        check_write_conditions(svc, call, writer.bucket, writer.key)
+        try:
+            check_write_conditions(svc, call, writer.bucket, writer.key)
+        except S3Error:
+            writer.abort()  # the body is complete in its temporary file: drop it
+            raise
         meta = writer.finish(describe)
     else:
         meta = await writer.finish_durably(describe, svc.clock)
@@ -357,9 +361,11 @@ def _respond_with_object(
     headers["x-amz-server-side-encryption"] = "AES256"  # S3 encrypts every object (SSE-S3)
     if meta.tagging:
         headers["x-amz-tagging-count"] = str(len(parse_qsl(meta.tagging, keep_blank_values=True)))
-    whole = call.headers.get("range") is None
+    part = call.query.get("partNumber")
+    whole = "range" not in call.headers and (part is None or (meta.parts_count or 1) == 1)
     if whole and call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
-        # S3 returns the object's checksum only when the whole object is sent.
+        # S3 returns the object's checksum only when the whole object is sent (a part
+        # of a multipart object has its own, which plantcdn does not keep).
         for algorithm, value in meta.checksums.items():
             headers[f"x-amz-checksum-{algorithm.lower()}"] = value
         if meta.checksum_type:
@@ -376,20 +382,21 @@ def _respond_with_object(
     for param, header in RESPONSE_OVERRIDES.items():
         if param in call.query:
             headers[header] = call.query[param]
-    part = call.query.get("partNumber")
+    offset, length = 0, meta.size
     if part is None:
         span = parse_range(call.headers.get("range"), meta.size)
+        if span is not None:
+            offset, length = span[0], span[1] - span[0] + 1
     else:
         if "range" in call.headers:
             raise S3Error(
                 "InvalidRequest", "Cannot specify both Range header and partNumber query parameter"
             )
-        span = part_span(part, meta.size, meta.part_runs, meta.parts_count)
+        offset, length = part_span(part, meta.size, meta.part_runs, meta.parts_count)
+        span = (offset, offset + length - 1) if length else None  # an empty part: 200, no bytes
         if meta.parts_count:
             headers["x-amz-mp-parts-count"] = str(meta.parts_count)
-    offset, length = 0, meta.size
     if span is not None:
-        offset, length = span[0], span[1] - span[0] + 1
         call.request.setResponseCode(206)
         headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{meta.size}"
     headers["Content-Length"] = str(length)

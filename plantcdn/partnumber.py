@@ -31,14 +31,16 @@ def part_runs(sizes: Iterable[int]) -> list[list[int]]:
 
 def part_span(
     value: str, size: int, runs: Sequence[Sequence[int]] | None, parts_count: int | None
-) -> tuple[int, int] | None:
-    """The inclusive byte span of part *value* of an object of *size* bytes, or None
-    for an empty object (nothing to range over).
+) -> tuple[int, int]:
+    """``(offset, length)`` of part *value* of an object of *size* bytes (the length
+    is 0 for an empty part).
 
     *runs* are the stored part sizes (None: not a multipart object, or one
     completed before they were kept; then only a single part can be placed).
     """
-    if not value.isdigit() or not 1 <= int(value) <= MAX_PART_NUMBER:
+    if not (value.isascii() and value.isdigit() and len(value) <= 5) or not (
+        1 <= int(value) <= MAX_PART_NUMBER
+    ):
         raise S3Error(
             "InvalidArgument",
             "Part number must be an integer between 1 and 10000, inclusive",
@@ -56,10 +58,7 @@ def part_span(
     start = 0
     for part_size, count in runs:
         if number <= count:
-            start += (number - 1) * part_size
-            if part_size == 0:
-                return None
-            return start, start + part_size - 1
+            return start + (number - 1) * part_size, part_size
         number -= count
         start += part_size * count
     raise S3Error("InvalidPartNumber", headers={"Content-Range": f"bytes */{size}"})

@@ -364,12 +364,30 @@ class Storage:
             return False
         path = self.object_path(bucket, key)
         self._remove_object(bucket, path, found.meta.size)
-        if self.fsync:
-            fsync_dir(path.parent)  # an acknowledged delete must not come back after a crash
         with contextlib.suppress(OSError):
             self._meta_path(bucket, key, found.inode).unlink()
         self._prune_empty(bucket, path.parent)
         return True
+
+    def sync_removals(self, bucket: Bucket, keys: Iterable[str]) -> None:
+        """With fsync on, make the deletes of *keys* durable: an acknowledged delete must
+        not come back after a power cut.  Each folder is synced once (a DeleteObjects
+        of a thousand keys in one folder is one fsync); a folder the delete pruned is
+        stood in for by its nearest remaining parent, whose sync carries the removal.
+        Blocking: callers run it through :func:`plantcdn.writer.durably`."""
+        if not self.fsync:
+            return
+        folders = set()
+        for key in keys:
+            with contextlib.suppress(S3Error):  # a key no file can have: nothing was removed
+                folders.add(self.object_path(bucket, key).parent)
+        synced: set[Path] = set()
+        for folder in folders:
+            while folder != bucket.root and not folder.is_dir():
+                folder = folder.parent
+            if folder not in synced and folder.is_relative_to(bucket.root):
+                fsync_dir(folder)
+                synced.add(folder)
 
     def _remove_object(self, bucket: Bucket, path: Path, size: int) -> None:
         """Take *path* off its key now; a large file leaves through ``.plantcdn/tmp``

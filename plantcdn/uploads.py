@@ -192,9 +192,14 @@ class UploadStore:
             os.rename(folder, gone)
         except FileNotFoundError:
             raise _no_such_upload(upload_id) from None
-        if self.fsync:
-            fsync_dir(gone.parent)  # completed or aborted for good, even after a crash
         self.reaper.remove_tree(gone)
+
+    def sync_removal(self, bucket: Bucket) -> None:
+        """With fsync on, make a :meth:`remove` durable (a completed or aborted upload
+        must not be listed again after a power cut).  Blocking: run it through
+        :func:`plantcdn.writer.durably`."""
+        if self.fsync:
+            fsync_dir(self.root(bucket))
 
     # -- parts -------------------------------------------------------------------
 

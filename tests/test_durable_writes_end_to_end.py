@@ -69,3 +69,25 @@ def test_every_write_kind_lands_whole_with_fsync_on(start_server, tenant: str) -
     uploads = longterm / ".plantcdn" / "multipart"
     # The completed upload's parts are removed just after its answer, by the reaper.
     assert wait_until(lambda: not uploads.exists() or not any(uploads.rglob("*.bin")))
+
+
+def test_deletes_and_aborts_are_answered_with_fsync_on(start_server, tenant: str) -> None:
+    """DeleteObject, DeleteObjects (a folder pruned, a key no file can have) and
+    AbortMultipartUpload sync their removals on the thread pool, then answer as S3."""
+    server = start_server(PLANTCDN_FSYNC="true")
+    s3: Any = server.client()
+    keys = [f"{tenant}/a/{n}.webp" for n in range(3)]
+    for key in keys:
+        s3.put_object(Bucket=LONGTERM, Key=key, Body=b"x")
+    s3.delete_object(Bucket=LONGTERM, Key=keys[0])
+    result = s3.delete_objects(
+        Bucket=LONGTERM,
+        Delete={"Objects": [{"Key": keys[1]}, {"Key": keys[2]}, {"Key": f"{tenant}/a/../x"}]},
+    )
+    assert sorted(d["Key"] for d in result["Deleted"]) == sorted([*keys[1:], f"{tenant}/a/../x"])
+    assert not (server.bucket_dir(LONGTERM) / tenant / "a").exists()
+    upload = s3.create_multipart_upload(Bucket=LONGTERM, Key=f"{tenant}/gone.bin")
+    s3.abort_multipart_upload(
+        Bucket=LONGTERM, Key=f"{tenant}/gone.bin", UploadId=upload["UploadId"]
+    )
+    assert s3.list_multipart_uploads(Bucket=LONGTERM).get("Uploads", []) == []

@@ -138,3 +138,34 @@ def test_website_redirect_location_is_kept_and_checked(server: RunningServer, te
         s3.put_object(Bucket=INBOX, Key=key, Body=b"z", WebsiteRedirectLocation="other.html")
     assert error_of(info) == (400, "InvalidRedirectLocation")
     assert s3.get_object(Bucket=INBOX, Key=key)["Body"].read() == b"x"
+
+
+def test_a_conditional_put_that_loses_the_race_leaves_no_temporary_file(
+    server: RunningServer, tenant: str
+) -> None:
+    """If-None-Match: * is checked again when the body is complete: another upload took
+    the key meanwhile, so 412, and the loser's streamed body is removed."""
+    import http.client
+
+    key = f"{tenant}/race.bin"
+    url = f"{server.url}/{INBOX}/{key}"
+    body = b"late" * 50_000
+    request = AWSRequest(method="PUT", url=url, data=body, headers={"If-None-Match": "*"})
+    S3SigV4Auth(Credentials(server.access_key, server.secret_key), "s3", REGION).add_auth(request)
+    host = url.split("/")[2]
+    connection = http.client.HTTPConnection(host, timeout=10)
+    connection.putrequest("PUT", f"/{INBOX}/{key}", skip_accept_encoding=True)
+    for name, value in request.headers.items():
+        connection.putheader(name, value)
+    connection.putheader("Content-Length", str(len(body)))
+    connection.endheaders()
+    connection.send(body[:1000])
+    s3: Any = server.client()
+    s3.put_object(Bucket=INBOX, Key=key, Body=b"first")  # the race's winner
+    connection.send(body[1000:])
+    reply = connection.getresponse()
+    assert reply.status == 412
+    assert b"<Code>PreconditionFailed</Code>" in reply.read()
+    connection.close()
+    assert s3.get_object(Bucket=INBOX, Key=key)["Body"].read() == b"first"
+    assert temp_files(server.bucket_dir(INBOX)) == []

@@ -31,16 +31,20 @@ def test_part_sizes_are_kept_as_runs() -> None:
 
 @pytest.mark.parametrize(
     ("number", "span"),
-    [("1", (0, 7)), ("3", (16, 23)), ("4", (24, 26))],
+    [("1", (0, 8)), ("3", (16, 8)), ("4", (24, 3))],
 )
 def test_a_part_number_names_its_span(number: str, span: tuple[int, int]) -> None:
     assert part_span(number, 27, [[8, 3], [3, 1]], 4) == span
 
 
+def test_an_empty_last_part_has_no_bytes() -> None:
+    assert part_span("2", 8, [[8, 1], [0, 1]], 2) == (8, 0)
+
+
 @pytest.mark.parametrize(
     ("number", "code"),
     [("5", "InvalidPartNumber"), ("0", "InvalidArgument"), ("10001", "InvalidArgument"),
-     ("x", "InvalidArgument")],
+     ("x", "InvalidArgument"), ("\u00b2", "InvalidArgument"), ("9" * 5000, "InvalidArgument")],
 )  # fmt: skip
 def test_part_numbers_out_of_bounds_are_refused(number: str, code: str) -> None:
     with pytest.raises(S3Error) as info:
