@@ -225,7 +225,7 @@ async def copy_object(svc: Services, call: S3Call) -> bytes:
         except S3Error:
             writer.abort()
             raise
-        stored = writer.finish(describe)
+        stored = writer.finish(describe, exclusive="if-none-match" in call.headers)
     else:
         stored = await writer.finish_durably(describe, svc.clock)
     result: list[Node] = [

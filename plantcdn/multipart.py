@@ -843,6 +843,7 @@ async def _complete(
                 part_runs=part_runs(r.size for r in records),
                 **state.object_fields,
             ),
+            exclusive="if-none-match" in call.headers,
         )
     except BaseException as exc:
         with contextlib.suppress(OSError):

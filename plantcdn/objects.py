@@ -266,7 +266,7 @@ async def put_object(svc: Services, call: S3Call) -> bytes:
         except S3Error:
             writer.abort()  # the body is complete in its temporary file: drop it
             raise
-        meta = writer.finish(describe)
+        meta = writer.finish(describe, exclusive="if-none-match" in call.headers)
     else:
         meta = await writer.finish_durably(describe, svc.clock)
     call.set_header("ETag", meta.etag)

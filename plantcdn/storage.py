@@ -300,8 +300,15 @@ class Storage:
             fd = os.open(path, _TEMP_FLAGS, 0o644)
         return fd, path
 
-    def commit(self, bucket: Bucket, key: str, temp: Path, meta: ObjectMeta) -> ObjectMeta:
-        """Publish *temp* as *key* with *meta*: metadata first, then an atomic rename."""
+    def commit(
+        self, bucket: Bucket, key: str, temp: Path, meta: ObjectMeta, *, exclusive: bool = False
+    ) -> ObjectMeta:
+        """Publish *temp* as *key* with *meta*: metadata first, then an atomic rename.
+
+        *exclusive* (``If-None-Match: *``): only if no object holds the key at that
+        very moment, checked by the kernel (a hard link fails on an existing
+        name), so two processes of ``--workers`` cannot both win; else 412.
+        """
         target = self.object_path(bucket, key)
         self._make_parents(bucket, target)
         old_inode = None
@@ -322,7 +329,16 @@ class Storage:
             self._write_atomic(meta_path, meta.to_json())
         elif self.fsync:
             _fsync_file(temp)  # the xattr is inode metadata: durable before it is published
-        replaced = _publish(temp, target, exchange=old_inode is not None)
+        if exclusive:
+            try:
+                os.link(temp, target)
+            except FileExistsError:
+                raise S3Error("PreconditionFailed", extra={"Condition": "If-None-Match"}) from None
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            replaced = None
+        else:
+            replaced = _publish(temp, target, exchange=old_inode is not None)
         if replaced is not None:  # the old object, swapped out to the temporary name
             self.reaper.remove(temp, replaced.st_size)
         if self.fsync:

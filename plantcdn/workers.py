@@ -4,9 +4,11 @@ One Twisted reactor uses one core.  With ``--workers N`` the twistd process
 listens as usual, then starts N-1 worker processes that adopt the same
 listening sockets (``IReactorSocket.adoptStreamPort``); connections are
 shared fairly among them (:mod:`plantcdn.acceptshare`).  Everything they
-share lives on disk and is already safe across processes: atomic renames
-for objects and metadata, multipart state in files, CORS and scoped
-credentials re-read when their files change.  Caches (``/cdn`` metadata and
+share lives on disk and is safe across processes: atomic renames for
+objects and metadata, ``If-None-Match: *`` publishes as a hard link (refused
+by the kernel over an existing name), multipart state in files, CORS and
+scoped credentials re-read when their files change.  ``If-Match`` writes are
+atomic within one process only (see README).  Caches (``/cdn`` metadata and
 bodies, edge Hit/Miss) and metrics are per process.  SIGTERM and SIGHUP
 received by the parent are passed on; the parent waits (bounded) for its
 workers to exit before it exits itself.

@@ -124,11 +124,16 @@ class UploadWriter:
             raise _disk_error(exc) from exc
         return result
 
-    def finish(self, describe: Callable[[DigestResult], ObjectMeta]) -> ObjectMeta:
-        """Verify the complete body and publish it; *describe* builds its metadata."""
+    def finish(
+        self, describe: Callable[[DigestResult], ObjectMeta], *, exclusive: bool = False
+    ) -> ObjectMeta:
+        """Verify the complete body and publish it; *describe* builds its metadata.
+        *exclusive*: only onto a free key (``If-None-Match: *``, see Storage.commit)."""
         result = self.seal()
         try:
-            meta = self.storage.commit(self.bucket, self.key, self.temp, describe(result))
+            meta = self.storage.commit(
+                self.bucket, self.key, self.temp, describe(result), exclusive=exclusive
+            )
         except S3Error:
             self.abort()
             raise

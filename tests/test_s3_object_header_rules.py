@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,12 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from conftest import INBOX, REGION, RunningServer, snapshot, temp_files
+
+from plantcdn.config import Config
+from plantcdn.digests import PayloadDigest
+from plantcdn.errors import S3Error
+from plantcdn.storage import ObjectMeta, Storage
+from plantcdn.writer import UploadWriter
 
 
 def error_of(info: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
@@ -169,3 +176,31 @@ def test_a_conditional_put_that_loses_the_race_leaves_no_temporary_file(
     connection.close()
     assert s3.get_object(Bucket=INBOX, Key=key)["Body"].read() == b"first"
     assert temp_files(server.bucket_dir(INBOX)) == []
+
+
+def test_an_exclusive_commit_never_replaces_what_another_process_published(
+    tmp_path: Path,
+) -> None:
+    """If-None-Match: * is decided by the kernel at the publish (a hard link fails on an
+    existing name): a process of ``--workers`` that published meanwhile keeps its
+    object, the loser gets 412 and leaves no temporary file."""
+    storage = Storage(Config(data_dir=tmp_path, fsync=False))
+    storage.prepare()
+    bucket = storage.bucket(INBOX)
+    key = "company_1/plant_2/once.bin"
+
+    def upload(body: bytes) -> UploadWriter:
+        writer = UploadWriter(storage, bucket, key, digest=PayloadDigest())
+        writer.write(body)
+        return writer
+
+    def meta(result: Any) -> ObjectMeta:
+        return ObjectMeta(etag=f'"{result.md5_hex}"', size=result.size, last_modified=0.0)
+
+    first, second = upload(b"first"), upload(b"second")
+    first.finish(meta, exclusive=True)
+    with pytest.raises(S3Error) as info:
+        second.finish(meta, exclusive=True)
+    assert info.value.code == "PreconditionFailed"
+    assert (bucket.root / key).read_bytes() == b"first"
+    assert temp_files(bucket.root) == []
