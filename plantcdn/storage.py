@@ -355,7 +355,8 @@ class Storage:
         object was replaced or removed meanwhile, so the caller can answer as S3
         does for a key that is gone.
         """
-        if self._has_xattr_meta(found.path) and self._set_xattr_meta(found.path, meta):
+        in_xattr = self._has_xattr_meta(found.path)
+        if in_xattr and self._set_xattr_meta(found.path, meta):
             try:
                 return os.stat(found.path).st_ino == found.inode
             except OSError:
@@ -371,6 +372,25 @@ class Storage:
             with contextlib.suppress(OSError):
                 path.unlink()
             return False
+        if in_xattr:
+            # Grown too large for the xattr: the sidecar now holds it, and the stale
+            # xattr (read first) must go, from the very inode the sidecar describes.
+            return self._drop_xattr_meta(found)
+        return True
+
+    def _drop_xattr_meta(self, found: StoredObject) -> bool:
+        try:
+            fd = os.open(found.path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return False
+        try:
+            if os.fstat(fd).st_ino != found.inode:
+                return False
+            os.removexattr(fd, META_XATTR)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
         return True
 
     def delete(self, bucket: Bucket, key: str) -> bool:
