@@ -52,6 +52,7 @@ from plantcdn.digests import (
 )
 from plantcdn.errors import S3Error, render_error_xml
 from plantcdn.objects import (
+    ARCHIVED_CLASSES,
     STREAMING_MODES,
     check_write_conditions,
     check_write_headers,
@@ -434,6 +435,12 @@ async def upload_part_copy(svc: Services, call: S3Call) -> bytes:
         raise S3Error("NoSuchKey", extra={"Key": source.key})
     file, found = opened
     try:
+        if found.meta.storage_class in ARCHIVED_CLASSES:
+            raise S3Error(
+                "InvalidObjectState",
+                "Operation is not valid for the source object's storage class",
+                extra={"StorageClass": found.meta.storage_class},
+            )
         check_copy_preconditions(call.headers, found.meta.etag, found.meta.last_modified)
         offset, length = _copy_range(call.headers.get("x-amz-copy-source-range"), found.meta.size)
         if length > MAX_PUT_SIZE:

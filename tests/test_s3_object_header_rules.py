@@ -16,7 +16,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-from conftest import INBOX, REGION, RunningServer, snapshot, temp_files
+from conftest import INBOX, LONGTERM, REGION, RunningServer, snapshot, temp_files
 
 from plantcdn.config import Config
 from plantcdn.digests import PayloadDigest
@@ -96,6 +96,31 @@ def test_archived_objects_must_be_restored_before_they_are_read(
     instant = f"{tenant}/ir.bin"
     s3.put_object(Bucket=INBOX, Key=instant, Body=b"warm", StorageClass="GLACIER_IR")
     assert s3.get_object(Bucket=INBOX, Key=instant)["Body"].read() == b"warm"
+
+
+def test_archived_objects_are_refused_through_cdn_and_part_copies(
+    server: RunningServer, tenant: str
+) -> None:
+    """CloudFront passes on the origin's 403 InvalidObjectState; UploadPartCopy from an
+    archived source is refused as CopyObject is."""
+    s3: Any = server.client()
+    key = f"{tenant}/cold.webp"
+    s3.put_object(Bucket=LONGTERM, Key=key, Body=b"cold", StorageClass="GLACIER")
+    for _ in range(2):  # and never from the edge's memory either
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"{server.url}/cdn/{key}")
+        assert info.value.code == 403
+        assert b"<Code>InvalidObjectState</Code>" in info.value.read()
+    head = urllib.request.Request(f"{server.url}/cdn/{key}", method="HEAD")
+    with urllib.request.urlopen(head) as reply:
+        assert reply.status == 200
+    upload = s3.create_multipart_upload(Bucket=LONGTERM, Key=f"{tenant}/warm.webp")
+    with pytest.raises(ClientError) as error:
+        s3.upload_part_copy(
+            Bucket=LONGTERM, Key=f"{tenant}/warm.webp", UploadId=upload["UploadId"],
+            PartNumber=1, CopySource={"Bucket": LONGTERM, "Key": key},
+        )
+    assert error_of(error) == (403, "InvalidObjectState")
 
 
 def test_sdk_checksum_algorithm_needs_its_checksum(server: RunningServer, tenant: str) -> None:
