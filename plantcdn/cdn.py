@@ -705,6 +705,7 @@ def byte_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
 
 
 def _number(digits: str) -> int:
+    digits = digits.lstrip("0") or "0"  # leading zeros do not make a number large
     return int(digits) if len(digits) < 19 else _BEYOND
 
 

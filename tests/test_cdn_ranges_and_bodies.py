@@ -469,3 +469,7 @@ def test_get_with_a_body_is_403_before_the_signature_and_with_cors(
             assert headers["access-control-allow-origin"] == APP
     finally:
         conn.close()
+
+
+def test_leading_zeros_do_not_push_a_range_past_the_end() -> None:
+    assert byte_ranges("bytes=0-1,0000000000000000000005-6", SIZE) == [(0, 1), (5, 6)]
