@@ -82,6 +82,18 @@ def check_write_headers(call: S3Call) -> None:
     acl = headers.get("x-amz-acl")
     if acl is not None and acl not in CANNED_ACLS:
         raise S3Error("InvalidArgument", extra={"ArgumentName": "x-amz-acl", "ArgumentValue": acl})
+    check_object_settings(headers)
+    tagging = headers.get("x-amz-tagging")
+    if tagging:
+        from plantcdn.subresources import tags_from_header, validate_tags  # imports this module
+
+        validate_tags(tags_from_header(tagging))
+
+
+def check_object_settings(headers: Mapping[str, str]) -> None:
+    """The settings a new object may ask for, from request headers or the same-named
+    POST Object form fields (lower-case names): storage class, encryption, object
+    lock and website redirect."""
     storage_class = headers.get("x-amz-storage-class")
     if storage_class is not None and storage_class not in STORAGE_CLASSES:
         raise S3Error("InvalidStorageClass", extra={"StorageClassRequested": storage_class})
@@ -107,11 +119,6 @@ def check_write_headers(call: S3Call) -> None:
             "InvalidRedirectLocation",
             "The website redirect location must have a prefix of 'http://' or 'https://' or '/'.",
         )
-    tagging = headers.get("x-amz-tagging")
-    if tagging:
-        from plantcdn.subresources import tags_from_header, validate_tags  # imports this module
-
-        validate_tags(tags_from_header(tagging))
 
 
 def declared_length(call: S3Call) -> int:

@@ -9,7 +9,9 @@ reference "POST Object" and "Browser-based uploads using POST".
 
 Every form field PutObject has a header for is checked the way PutObject
 checks that header (``Content-MD5``, ``x-amz-checksum-*``,
-``x-amz-storage-class``, ``acl``) and ``tagging`` the way PutObjectTagging
+``x-amz-storage-class``, ``x-amz-server-side-encryption``, the SSE-C and
+object-lock fields, ``x-amz-website-redirect-location``, ``acl``) and
+``tagging`` the way PutObjectTagging
 checks its body, all before the first byte of the file is written.
 """
 
@@ -25,7 +27,7 @@ from plantcdn.call import Handler, S3Call, Services
 from plantcdn.digests import PayloadDigest, checksums_from_headers, requested_algorithm
 from plantcdn.errors import S3Error
 from plantcdn.formdata import Field, FileData, FileEnd, FileStart, FormEvent, FormReader
-from plantcdn.objects import CANNED_ACLS, STORAGE_CLASSES, stored_content_encoding
+from plantcdn.objects import CANNED_ACLS, check_object_settings, stored_content_encoding
 from plantcdn.postpolicy import (
     Policy,
     PolicyVerdict,
@@ -202,10 +204,7 @@ class PostUpload:
         acl = expanded.get("acl")
         if acl is not None and acl not in CANNED_ACLS:
             raise S3Error("InvalidArgument", extra={"ArgumentName": "acl", "ArgumentValue": acl})
-        # PutObject's x-amz-storage-class check (objects.check_write_headers), on the field.
-        storage_class = expanded.get("x-amz-storage-class")
-        if storage_class is not None and storage_class not in STORAGE_CLASSES:
-            raise S3Error("InvalidStorageClass", extra={"StorageClassRequested": storage_class})
+        check_object_settings(expanded)  # as PutObject checks the same-named headers
         user_metadata(expanded)
         self.tagging = stored_tagging(expanded.get("tagging"))
         checksums = checksums_from_headers(expanded)
@@ -253,6 +252,7 @@ class PostUpload:
                     acl=fields.get("acl"),
                     tagging=self.tagging,
                     storage_class=fields.get("x-amz-storage-class"),
+                    website_redirect_location=fields.get("x-amz-website-redirect-location"),
                 ),
                 reactor,
             )

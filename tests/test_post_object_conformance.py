@@ -315,3 +315,27 @@ def test_conditions_may_name_the_expanded_filename(server: RunningServer, tenant
         server, f"{tenant}/m/${{filename}}", conditions=[["eq", "$key", f"{tenant}/m/leaf.png"]]
     )
     assert post(server, Body(refused_form, filename="other.png")).status == 403
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "code"),
+    [
+        ({"x-amz-server-side-encryption": "bogus"}, 400, "InvalidArgument"),
+        ({"x-amz-server-side-encryption-customer-algorithm": "AES256"}, 400, "InvalidRequest"),
+        ({"x-amz-object-lock-legal-hold": "ON"}, 400, "InvalidRequest"),
+        ({"x-amz-website-redirect-location": "elsewhere"}, 400, "InvalidRedirectLocation"),
+    ],
+)
+def test_object_settings_fields_are_checked_as_putobject_headers(
+    server: RunningServer, tenant: str, inbox: dict[str, bytes],
+    fields: dict[str, str], status: int, code: str,
+) -> None:
+    form = signed(server, f"{tenant}/settings.png", fields)
+    refused(server, inbox, Body(form), status, code)
+
+
+def test_website_redirect_field_is_stored(server: RunningServer, tenant: str) -> None:
+    form = signed(server, f"{tenant}/r.png", {"x-amz-website-redirect-location": "/x.html"})
+    assert post(server, Body(form)).status == 204
+    head = s3(server).head_object(Bucket=INBOX, Key=f"{tenant}/r.png")
+    assert head["WebsiteRedirectLocation"] == "/x.html"
