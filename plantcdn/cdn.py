@@ -42,7 +42,6 @@ import errno
 import mimetypes
 import os
 import random
-import re
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -70,7 +69,7 @@ from plantcdn.cfsigning import (
     load_public_keys,
     verify_signed_request,
 )
-from plantcdn.conditions import NOT_MODIFIED, evaluate_preconditions, parse_range
+from plantcdn.conditions import NOT_MODIFIED, byte_ranges, evaluate_preconditions, parse_range
 from plantcdn.config import Config
 from plantcdn.errors import S3Error, render_error_xml
 from plantcdn.keys import is_storable_key
@@ -646,67 +645,6 @@ def _has_body(request: Request) -> bool:
     length = headers.getRawHeaders(b"content-length")
     # Twisted accepts only digits here; "000" is no body, and no int() of a huge value.
     return length is not None and length[0].strip().lstrip(b"0") != b""
-
-
-_RANGE_SPEC = re.compile(r"(\d*)[ \t]*-[ \t]*(\d*)")
-_UNIT = re.compile(r"[ \t]*bytes[ \t]*=")
-#: Larger numbers than any file has; longer digit strings stand for it (no huge int()).
-_BEYOND = 10**18
-
-
-def byte_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
-    """The inclusive byte ranges a ``Range`` header with a list asks for; None: the whole object.
-
-    CloudFront "generally follows the RFC specifications for the Range
-    header" but serves the whole object with 200 unless the ranges are in
-    ascending order, do not overlap and are all valid ("How CloudFront
-    processes partial requests for an object (range GETs)").  Of valid ranges,
-    those that start past the end are dropped (RFC 9110 section 14.1.1); if
-    none is left, 416 InvalidRange as for one range.  Empty list elements are
-    allowed (RFC 9110 section 5.6.1).  Headers without a comma never come
-    here: one range keeps :func:`plantcdn.conditions.parse_range`'s rules.
-    """
-    unit = _UNIT.match(header)
-    if unit is None:
-        return None
-    wanted: list[tuple[int, int]] = []
-    for spec in header[unit.end():].split(","):
-        spec = spec.strip(" \t")
-        if not spec:
-            continue
-        matched = _RANGE_SPEC.fullmatch(spec)
-        if matched is None:
-            return None
-        first_text, last_text = matched.groups()
-        if first_text:
-            first = _number(first_text)
-            last = _number(last_text) if last_text else _BEYOND
-            if last < first:
-                return None
-        elif last_text:  # a suffix: the last N bytes
-            first, last = max(0, size - _number(last_text)), size - 1
-            if last < first:  # "-0", or an empty object: nothing to send
-                first, last = _BEYOND, _BEYOND
-        else:
-            return None
-        if wanted and first <= wanted[-1][1]:
-            return None  # descending or overlapping: the whole object
-        wanted.append((first, last))
-    if not wanted:
-        return None
-    satisfiable = [(first, min(last, size - 1)) for first, last in wanted if first < size]
-    if not satisfiable:
-        raise S3Error(
-            "InvalidRange",
-            extra={"RangeRequested": header.strip(), "ActualObjectSize": str(size)},
-            headers={"Content-Range": f"bytes */{size}"},
-        )
-    return satisfiable
-
-
-def _number(digits: str) -> int:
-    digits = digits.lstrip("0") or "0"  # leading zeros do not make a number large
-    return int(digits) if len(digits) < 19 else _BEYOND
 
 
 @frozen

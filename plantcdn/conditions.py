@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from plantcdn.errors import S3Error
 
-__all__ = ["NOT_MODIFIED", "etag_matches", "evaluate_preconditions", "parse_range"]
+__all__ = ["NOT_MODIFIED", "byte_ranges", "etag_matches", "evaluate_preconditions", "parse_range"]
 
 NOT_MODIFIED = 304
 
@@ -100,6 +100,56 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if start >= size:
         raise _invalid_range(header, size)
     return start, min(end, size - 1)
+
+
+def byte_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
+    """The inclusive byte ranges a ``Range`` header with a list asks for; None: the whole object.
+
+    CloudFront "generally follows the RFC specifications for the Range
+    header" but serves the whole object with 200 unless the ranges are in
+    ascending order, do not overlap and are all valid ("How CloudFront
+    processes partial requests for an object (range GETs)").  Of valid ranges,
+    those that start past the end are dropped (RFC 9110 section 14.1.1); if
+    none is left, 416 InvalidRange as for one range.  Empty list elements are
+    allowed (RFC 9110 section 5.6.1).  Headers without a comma never come
+    here: one range keeps :func:`parse_range`'s rules.
+    """
+    unit = _UNIT.match(header)
+    if unit is None:
+        return None
+    wanted: list[tuple[int, int]] = []
+    for spec in header[unit.end():].split(","):
+        spec = spec.strip(" \t")
+        if not spec:
+            continue
+        matched = _RANGE_SPEC.fullmatch(spec)
+        if matched is None:
+            return None
+        first_text, last_text = matched.groups()
+        if first_text:
+            first = _offset(first_text)
+            last = _offset(last_text) if last_text else _BEYOND
+            if last < first:
+                return None
+        elif last_text:  # a suffix: the last N bytes
+            first, last = max(0, size - _offset(last_text)), size - 1
+            if last < first:  # "-0", or an empty object: nothing to send
+                first, last = _BEYOND, _BEYOND
+        else:
+            return None
+        if wanted and first <= wanted[-1][1]:
+            return None  # descending or overlapping: the whole object
+        wanted.append((first, last))
+    if not wanted:
+        return None
+    satisfiable = [(first, min(last, size - 1)) for first, last in wanted if first < size]
+    if not satisfiable:
+        raise _invalid_range(header, size)
+    return satisfiable
+
+
+_RANGE_SPEC = re.compile(r"(\d*)[ \t]*-[ \t]*(\d*)")
+_UNIT = re.compile(r"[ \t]*bytes[ \t]*=")
 
 
 def _offset(digits: str) -> int:

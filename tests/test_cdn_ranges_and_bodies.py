@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from test_cdn_support import Reply, fetch, put
 
-from plantcdn.cdn import byte_ranges
+from plantcdn.conditions import byte_ranges
 from plantcdn.errors import S3Error
 
 BODY = bytes(range(256)) * 40  # 10,240 bytes: small enough for the edge's memory
