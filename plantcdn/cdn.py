@@ -613,7 +613,7 @@ def _get_with_body() -> _Refusal:
 
 def _error_page(status: int, message: str) -> bytes:
     """CloudFront's HTML error page ("The request could not be satisfied")."""
-    request_id = base64.urlsafe_b64encode(os.urandom(40)).decode("ascii")
+    request_id = _cf_id().decode("ascii")
     return (
         '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN" '
         '"http://www.w3.org/TR/html4/loose.dtd">\n'
