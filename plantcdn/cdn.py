@@ -73,7 +73,7 @@ from plantcdn.conditions import NOT_MODIFIED, byte_ranges, evaluate_precondition
 from plantcdn.config import Config
 from plantcdn.errors import S3Error, render_error_xml
 from plantcdn.keys import is_storable_key
-from plantcdn.objects import ARCHIVED_CLASSES, object_headers
+from plantcdn.objects import check_readable, object_headers
 from plantcdn.request import AmzHeaders
 from plantcdn.storage import Bucket, ObjectMeta, Storage
 
@@ -241,13 +241,13 @@ class CdnResource(static.File):
         try:
             st = os.fstat(fd)
             version = self._version(key, st, fd)
-            storage_class = version.meta.storage_class
-            if not head and storage_class in ARCHIVED_CLASSES:
-                # S3, the origin, refuses to read it before a restore; CloudFront
-                # passes that on (and never keeps such a body in its memory).
-                raise self._s3_refusal(
-                    S3Error("InvalidObjectState", extra={"StorageClass": storage_class})
-                )
+            if not head:
+                # S3, the origin, refuses to read an archived object before a restore;
+                # CloudFront passes that on (and never keeps such a body in its memory).
+                try:
+                    check_readable(version.meta)
+                except S3Error as error:
+                    raise self._s3_refusal(error) from None
             span = self._prepare(request, key, st, version)
         except BaseException:
             _close(fd)

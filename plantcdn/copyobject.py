@@ -20,10 +20,11 @@ from plantcdn.conditions import etag_matches
 from plantcdn.digests import DigestResult, PayloadDigest, requested_algorithm
 from plantcdn.errors import S3Error
 from plantcdn.objects import (
-    ARCHIVED_CLASSES,
+    check_readable,
     check_write_conditions,
     check_write_headers,
     describe_upload,
+    publish,
 )
 from plantcdn.s3shared import bucket_of, key_of, send_xml
 from plantcdn.storage import ObjectMeta
@@ -38,6 +39,8 @@ _TO_ITSELF = (
     "changing the object's metadata, storage class, website redirect location or encryption "
     "attributes."
 )
+#: S3's message when a copy's source must be restored first.
+SOURCE_NOT_READABLE = "Operation is not valid for the source object's storage class"
 _BAD_SOURCE = "Copy Source must mention the source bucket and key: sourcebucket/sourcekey"
 
 
@@ -160,12 +163,7 @@ async def copy_object(svc: Services, call: S3Call) -> bytes:
     file, found = opened
     try:
         meta = found.meta
-        if meta.storage_class in ARCHIVED_CLASSES:
-            raise S3Error(
-                "InvalidObjectState",
-                "Operation is not valid for the source object's storage class",
-                extra={"StorageClass": meta.storage_class},
-            )
+        check_readable(meta, SOURCE_NOT_READABLE)
         check_copy_preconditions(call.headers, meta.etag, meta.last_modified)
         same_object = source_bucket == dest_bucket and source.key == dest_key
         changes = (
@@ -218,16 +216,7 @@ async def copy_object(svc: Services, call: S3Call) -> bytes:
         )
         return evolve(copied, tagging=tagging)
 
-    if "if-none-match" in call.headers or "if-match" in call.headers:
-        # Checked again and published in one step of the reactor thread: nothing between.
-        try:
-            check_write_conditions(svc, call, dest_bucket, dest_key)
-        except S3Error:
-            writer.abort()
-            raise
-        stored = writer.finish(describe, exclusive="if-none-match" in call.headers)
-    else:
-        stored = await writer.finish_durably(describe, svc.clock)
+    stored = await publish(svc, call, writer, describe)
     result: list[Node] = [
         ("ETag", stored.etag),
         ("LastModified", iso_timestamp(stored.last_modified)),

@@ -38,6 +38,7 @@ from twisted.logger import Logger
 from plantcdn.awschunked import AwsChunkedDecoder
 from plantcdn.call import Handler, S3Call, Services
 from plantcdn.copyobject import (
+    SOURCE_NOT_READABLE,
     authorize_copy_source,
     check_copy_preconditions,
     parse_copy_source,
@@ -52,12 +53,13 @@ from plantcdn.digests import (
 )
 from plantcdn.errors import S3Error, render_error_xml
 from plantcdn.objects import (
-    ARCHIVED_CLASSES,
     STREAMING_MODES,
+    check_readable,
     check_write_conditions,
     check_write_headers,
     declared_length,
     payload_reader,
+    set_stored_headers,
     stored_content_encoding,
 )
 from plantcdn.partnumber import part_runs
@@ -435,12 +437,7 @@ async def upload_part_copy(svc: Services, call: S3Call) -> bytes:
         raise S3Error("NoSuchKey", extra={"Key": source.key})
     file, found = opened
     try:
-        if found.meta.storage_class in ARCHIVED_CLASSES:
-            raise S3Error(
-                "InvalidObjectState",
-                "Operation is not valid for the source object's storage class",
-                extra={"StorageClass": found.meta.storage_class},
-            )
+        check_readable(found.meta, SOURCE_NOT_READABLE)
         check_copy_preconditions(call.headers, found.meta.etag, found.meta.last_modified)
         offset, length = _copy_range(call.headers.get("x-amz-copy-source-range"), found.meta.size)
         if length > MAX_PUT_SIZE:
@@ -879,10 +876,7 @@ async def _complete(
     )
     if keepalive.started:
         return keepalive.finish(document)
-    _set_checksum_headers(call, meta.checksums)
-    if meta.checksum_type:
-        call.set_header("x-amz-checksum-type", meta.checksum_type)
-    call.set_header("x-amz-server-side-encryption", "AES256")
+    set_stored_headers(call, meta)
     return send_xml(call, document)
 
 

@@ -6,7 +6,7 @@ codes for errors to the :class:`~plantcdn.errors.S3Error` it raises.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import IO
 from urllib.parse import parse_qsl
 
@@ -266,24 +266,51 @@ async def put_object(svc: Services, call: S3Call) -> bytes:
     def describe(result: DigestResult) -> ObjectMeta:
         return describe_upload(call, result, user_meta=user_meta, now=now)
 
-    if "if-none-match" in call.headers or "if-match" in call.headers:
-        # Check and publish in one step of the reactor thread: nothing comes between.
-        try:
-            check_write_conditions(svc, call, writer.bucket, writer.key)
-        except S3Error:
-            writer.abort()  # the body is complete in its temporary file: drop it
-            raise
-        meta = writer.finish(describe, exclusive="if-none-match" in call.headers)
-    else:
-        meta = await writer.finish_durably(describe, svc.clock)
+    meta = await publish(svc, call, writer, describe)
     call.set_header("ETag", meta.etag)
+    set_stored_headers(call, meta)
+    call.set_header("Content-Length", "0")
+    return b""
+
+
+async def publish(
+    svc: Services,
+    call: S3Call,
+    writer: UploadWriter,
+    describe: Callable[[DigestResult], ObjectMeta],
+) -> ObjectMeta:
+    """Publish *writer*'s complete body (PutObject, CopyObject).
+
+    A conditional write is checked again and published in one step of the
+    reactor thread, so nothing comes between; one that fails now drops the
+    body's temporary file.  Others are published durably (off the reactor
+    thread when fsync is on).
+    """
+    if "if-none-match" not in call.headers and "if-match" not in call.headers:
+        return await writer.finish_durably(describe, svc.clock)
+    try:
+        check_write_conditions(svc, call, writer.bucket, writer.key)
+    except S3Error:
+        writer.abort()
+        raise
+    return writer.finish(describe, exclusive="if-none-match" in call.headers)
+
+
+def set_stored_headers(call: S3Call, meta: ObjectMeta) -> None:
+    """What a write's answer says of the object it stored: its checksums (and their
+    type) and SSE-S3, with which S3 encrypts every new object."""
     for algorithm, value in meta.checksums.items():
         call.set_header(f"x-amz-checksum-{algorithm.lower()}", value)
     if meta.checksum_type:
         call.set_header("x-amz-checksum-type", meta.checksum_type)
     call.set_header("x-amz-server-side-encryption", "AES256")
-    call.set_header("Content-Length", "0")
-    return b""
+
+
+def check_readable(meta: ObjectMeta, message: str | None = None) -> None:
+    """403 ``InvalidObjectState`` for an archived object (GLACIER, DEEP_ARCHIVE):
+    S3 reads its bytes (GetObject, a copy's source) only after a RestoreObject."""
+    if meta.storage_class in ARCHIVED_CLASSES:
+        raise S3Error("InvalidObjectState", message, extra={"StorageClass": meta.storage_class})
 
 
 # -- GetObject / HeadObject -----------------------------------------------------
@@ -362,8 +389,8 @@ def _respond_with_object(
     svc: Services, call: S3Call, found: StoredObject, file: IO[bytes] | None
 ) -> bytes | IResource:
     meta = found.meta
-    if file is not None and meta.storage_class in ARCHIVED_CLASSES:
-        raise S3Error("InvalidObjectState", extra={"StorageClass": meta.storage_class})
+    if file is not None:
+        check_readable(meta)
     headers = object_headers(meta)
     headers["x-amz-server-side-encryption"] = "AES256"  # S3 encrypts every object (SSE-S3)
     if meta.tagging:

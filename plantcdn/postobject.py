@@ -27,7 +27,12 @@ from plantcdn.call import Handler, S3Call, Services
 from plantcdn.digests import PayloadDigest, checksums_from_headers, requested_algorithm
 from plantcdn.errors import S3Error
 from plantcdn.formdata import Field, FileData, FileEnd, FileStart, FormEvent, FormReader
-from plantcdn.objects import CANNED_ACLS, check_object_settings, stored_content_encoding
+from plantcdn.objects import (
+    CANNED_ACLS,
+    check_object_settings,
+    set_stored_headers,
+    stored_content_encoding,
+)
 from plantcdn.postpolicy import (
     Policy,
     PolicyVerdict,
@@ -289,11 +294,7 @@ def _success(call: S3Call, fields: Mapping[str, str], bucket: str, key: str,
     every new object; POST Object, "Responses").
     """
     call.set_header("ETag", meta.etag)
-    for algorithm, value in meta.checksums.items():
-        call.set_header(f"x-amz-checksum-{algorithm.lower()}", value)
-    if meta.checksum_type:
-        call.set_header("x-amz-checksum-type", meta.checksum_type)
-    call.set_header("x-amz-server-side-encryption", "AES256")
+    set_stored_headers(call, meta)
     call.set_header("Location", location)
     redirect = fields.get("success_action_redirect") or fields.get("redirect")
     if redirect:
