@@ -39,10 +39,10 @@ from plantcdn.errors import S3Error
 
 __all__ = [
     "ALGORITHMS",
-    "requested_algorithm",
     "DigestResult",
     "PayloadDigest",
     "checksums_from_headers",
+    "requested_algorithm",
     "trailer_algorithm",
 ]
 

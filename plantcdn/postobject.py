@@ -11,8 +11,8 @@ Every form field PutObject has a header for is checked the way PutObject
 checks that header (``Content-MD5``, ``x-amz-checksum-*``,
 ``x-amz-storage-class``, ``x-amz-server-side-encryption``, the SSE-C and
 object-lock fields, ``x-amz-website-redirect-location``, ``acl``) and
-``tagging`` the way PutObjectTagging
-checks its body, all before the first byte of the file is written.
+``tagging`` the way PutObjectTagging checks its body, all before the first
+byte of the file is written.
 """
 
 from __future__ import annotations

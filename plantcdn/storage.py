@@ -406,13 +406,12 @@ class Storage:
         return True
 
     def sync_removals(self, bucket: Bucket, keys: Iterable[str]) -> None:
-        """With fsync on, make the deletes of *keys* durable: an acknowledged delete must
-        not come back after a power cut.  Each folder is synced once (a DeleteObjects
-        of a thousand keys in one folder is one fsync); a folder the delete pruned is
-        stood in for by its nearest remaining parent, whose sync carries the removal.
-        Blocking: callers run it through :func:`plantcdn.writer.durably`."""
-        if not self.fsync:
-            return
+        """Make the deletes of *keys* durable (callers do so when fsync is on): an
+        acknowledged delete must not come back after a power cut.  Each folder is
+        synced once (a DeleteObjects of a thousand keys in one folder is one fsync);
+        a folder the delete pruned is stood in for by its nearest remaining parent,
+        whose sync carries the removal.  Blocking: callers run it through
+        :func:`plantcdn.writer.durably`."""
         folders = set()
         for key in keys:
             with contextlib.suppress(S3Error):  # a key no file can have: nothing was removed

@@ -195,11 +195,10 @@ class UploadStore:
         self.reaper.remove_tree(gone)
 
     def sync_removal(self, bucket: Bucket) -> None:
-        """With fsync on, make a :meth:`remove` durable (a completed or aborted upload
-        must not be listed again after a power cut).  Blocking: run it through
-        :func:`plantcdn.writer.durably`."""
-        if self.fsync:
-            fsync_dir(self.root(bucket))
+        """Make a :meth:`remove` durable (callers do so when fsync is on): a completed
+        or aborted upload must not be listed again after a power cut.  Blocking: run
+        it through :func:`plantcdn.writer.durably`."""
+        fsync_dir(self.root(bucket))
 
     # -- parts -------------------------------------------------------------------
 
